@@ -1,0 +1,5 @@
+"""Allow ``python -m mfa_radius``."""
+
+from mfa_radius.cli import main
+
+main()

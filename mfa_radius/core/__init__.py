@@ -1,0 +1,1 @@
+"""MFA decision logic: SANS-I/O, time and randomness passed in."""

@@ -1,0 +1,283 @@
+"""Values of the MFA domain: users, tokens, attempts, pending challenges and outcomes.
+
+Everything here is a frozen value with no I/O. Reject and accept reasons are stable strings:
+admins and log pipelines key on them, so renaming one is a breaking change (see CHANGELOG).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from mfa_radius.radius.packet import Attribute
+
+
+class Factor(StrEnum):
+    """Second factors a user can be challenged with."""
+
+    TOTP = "totp"  #: RFC 6238 time-based code from an app or an OATH token
+    SMS = "sms"  #: one-time code sent by text message
+    VOICE = "voice"  #: one-time code read out by a phone call
+    APPROVE = "approve"  #: a call that asks the user to press a key
+
+
+class Mode(StrEnum):
+    """How a client (NAS) runs the second factor."""
+
+    CHALLENGE = "challenge"  #: Access-Challenge asks for the code in a second round
+    APPEND = "append"  #: the code is appended to the password in one request
+    NONE = "none"  #: primary check only (a NAS that must not do MFA)
+
+
+class FailMode(StrEnum):
+    """What a backend failure after a correct password means (Duo's ``failmode`` words)."""
+
+    SECURE = "secure"  #: reject the login
+    SAFE = "safe"  #: accept the login without a second factor, logged
+
+
+class Unenrolled(StrEnum):
+    """What happens to a user who passed the primary check but has no second factor."""
+
+    REJECT = "reject"  #: Access-Reject, logged as ``not_enrolled``
+    ACCEPT = "accept"  #: Access-Accept without MFA, logged as ``unenrolled_allowed``
+
+
+class RejectReason(StrEnum):
+    """Why a login was rejected. Stable values: log pipelines key on them."""
+
+    BAD_PASSWORD = "bad_password"  #: primary password wrong
+    UNKNOWN_USER = "unknown_user"  #: no such user (the client is not told which of the two)
+    USER_DISABLED = "user_disabled"  #: the user exists but is disabled
+    MISSING_PASSWORD = "missing_password"  #: no User-Password (or an empty one) in the request
+    NOT_ENROLLED = "not_enrolled"  #: no second factor enrolled and the client says reject
+    BAD_CODE = "bad_code"  #: wrong code on the last allowed attempt
+    BAD_CODE_FORMAT = "bad_code_format"  #: append mode without a delimiter and code
+    CODE_REPLAYED = "code_replayed"  #: a TOTP code already used for this token and time step
+    TOO_MANY_ATTEMPTS = "too_many_attempts"  #: the pending challenge ran out of attempts
+    UNKNOWN_STATE = "unknown_state"  #: State not found: expired, already used, or forged
+    STATE_MISMATCH = "state_mismatch"  #: State belongs to another user or client
+    STORE_UNAVAILABLE = "store_unavailable"  #: challenge store down, fail mode secure
+    ENROLMENT_UNAVAILABLE = "enrolment_unavailable"  #: enrolment database down, fail mode secure
+    PRIMARY_UNAVAILABLE = "primary_unavailable"  #: primary backend down, fail mode secure
+    PRIMARY_REJECTED = "primary_rejected"  #: the upstream server rejected the password
+    TIMEOUT = "timeout"  #: the client's response window ran out
+
+
+class AcceptReason(StrEnum):
+    """Why a login was accepted. Stable values: log pipelines key on them."""
+
+    MFA_OK = "mfa_ok"  #: password and second factor verified
+    PRIMARY_ONLY = "primary_only"  #: the client's mode is ``none``
+    UNENROLLED_ALLOWED = "unenrolled_allowed"  #: no factor enrolled and the client allows it
+    FAIL_SAFE = "fail_safe"  #: a backend failed after the password and fail mode is safe
+
+
+@dataclass(frozen=True, slots=True)
+class TotpToken:
+    """An enrolled TOTP token (RFC 6238 §4 parameters).
+
+    Attributes:
+        token_id: stable identifier, used in replay marks.
+        secret: the shared secret, raw bytes (never logged).
+        digits: code length (6 or 8).
+        time_step: seconds per step (X in RFC 6238 §4.1), usually 30.
+        algorithm: ``sha1``, ``sha256`` or ``sha512`` (RFC 6238 §1.2).
+        serial: the hardware token's serial, or empty for an app.
+    """
+
+    token_id: str
+    secret: bytes = field(repr=False)
+    digits: int = 6
+    time_step: int = 30
+    algorithm: str = "sha1"
+    serial: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A user of the enrolment database with the factors enrolled for them.
+
+    Attributes:
+        user_id: stable unique id (the audit line's ``user_id``).
+        username: the normalised login name.
+        display_name: for the audit line.
+        email: for the audit line.
+        phone: E.164 number or empty.
+        disabled: a disabled user is rejected after the primary check.
+        tokens: enrolled TOTP tokens.
+    """
+
+    user_id: str
+    username: str
+    display_name: str = ""
+    email: str = ""
+    phone: str = ""
+    disabled: bool = False
+    tokens: tuple[TotpToken, ...] = ()
+
+    @property
+    def factors(self) -> tuple[Factor, ...]:
+        """The second factors this user can use, in preference order."""
+        return (Factor.TOTP,) if self.tokens else ()
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChallenge:
+    """A challenge waiting for its code, as kept in the challenge store under its State.
+
+    No secret in clear: the TOTP secret stays in the enrolment database; a sent code would be
+    kept only as a keyed hash.
+
+    Attributes:
+        username: the normalised user the challenge was issued to.
+        client: the configured name of the NAS that started it.
+        factor: the factor being asked for.
+        created: epoch seconds when issued.
+        expires: epoch seconds after which the State is refused.
+        attempts: wrong codes entered so far.
+        reply_attributes: attributes to return on the final Access-Accept.
+        code_hash: keyed hash of a sent one-time code (SMS/voice), hex; empty for TOTP.
+    """
+
+    username: str
+    client: str
+    factor: Factor
+    created: float
+    expires: float
+    attempts: int = 0
+    reply_attributes: tuple[Attribute, ...] = ()
+    code_hash: str = ""
+
+    def to_json_dict(self) -> dict[str, object]:
+        """Return a JSON-safe dict (bytes as hex) for the challenge store."""
+        return {
+            "u": self.username,
+            "c": self.client,
+            "f": self.factor.value,
+            "t0": self.created,
+            "t1": self.expires,
+            "n": self.attempts,
+            "a": [[t, v.hex()] for t, v in self.reply_attributes],
+            "h": self.code_hash,
+        }
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, object]) -> PendingChallenge:
+        """Rebuild a record written by :meth:`to_json_dict`.
+
+        Raises:
+            ValueError: when a field is missing or has the wrong type.
+        """
+        try:
+            attrs_raw = data.get("a", [])
+            if not isinstance(attrs_raw, list):
+                raise TypeError("a")
+            attrs = tuple((int(t), bytes.fromhex(str(v))) for t, v in attrs_raw)
+            return cls(
+                username=str(data["u"]),
+                client=str(data["c"]),
+                factor=Factor(str(data["f"])),
+                created=float(str(data["t0"])),
+                expires=float(str(data["t1"])),
+                attempts=int(str(data.get("n", 0))),
+                reply_attributes=attrs,
+                code_hash=str(data.get("h", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"bad pending challenge record: {type(exc).__name__}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """Access-Accept.
+
+    Attributes:
+        reason: why it was accepted.
+        attributes: reply attributes to return (kept from the primary backend).
+    """
+
+    reason: AcceptReason
+    attributes: tuple[Attribute, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Access-Reject.
+
+    Attributes:
+        reason: why it was rejected (logged, never sent to the client).
+        message: an optional Reply-Message for the user.
+    """
+
+    reason: RejectReason
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeReply:
+    """Access-Challenge (RFC 2865 §4.4).
+
+    Attributes:
+        state: the State attribute value (16+ random bytes).
+        prompt: the Reply-Message text shown to the user.
+    """
+
+    state: bytes
+    prompt: str
+
+
+Outcome = Accept | Reject | ChallengeReply
+"""What one Access-Request comes to."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthAttempt:
+    """One Access-Request as the MFA logic sees it.
+
+    Attributes:
+        username: the normalised User-Name (enrolment key).
+        raw_username: User-Name as received.
+        password: the revealed User-Password; None when absent.
+        state: the State attribute of a second round; None in a first round.
+        client: the configured name of the NAS.
+        src_ip: the NAS's source address.
+        request_attributes: every attribute of the request (User-Password still hidden).
+    """
+
+    username: str
+    raw_username: str
+    password: bytes | None = field(repr=False)
+    state: bytes | None
+    client: str
+    src_ip: str
+    request_attributes: tuple[Attribute, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PrimaryAccept:
+    """The primary backend accepted the password.
+
+    Attributes:
+        attributes: reply attributes the backend granted (Class, Filter-Id, ...), kept for the
+            final Access-Accept.
+    """
+
+    attributes: tuple[Attribute, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PrimaryReject:
+    """The primary backend rejected the password.
+
+    Attributes:
+        reason: ``bad_password``, ``unknown_user`` or ``primary_rejected``.
+        message: the backend's Reply-Message, if any.
+    """
+
+    reason: RejectReason
+    message: str | None = None
+
+
+PrimaryResult = PrimaryAccept | PrimaryReject
+"""What a primary backend says about a password."""

@@ -1,0 +1,1 @@
+"""Radius wire layer: SANS-I/O encoding, decoding and the server endpoint machine."""
