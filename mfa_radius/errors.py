@@ -4,7 +4,7 @@ Outcomes of a login (wrong password, wrong code, expired State) are values, not 
 see :class:`mfa_radius.core.model.RejectReason`. Exceptions here mean that something *failed*::
 
     MfaRadiusError
-    ├── ConfigError            start-up only; the message names the file and the key path; the CLI exits 2
+    ├── ConfigError            start-up only; names the file and the key path; CLI exits 2
     ├── MalformedPacket        remote input; the endpoint turns it into Drop(reason)
     └── BackendError           a dependency failed (``.backend`` names it)
         ├── StoreUnavailable   the challenge store (Redis)

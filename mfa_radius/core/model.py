@@ -9,7 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from mfa_radius.radius.packet import Attribute
+Attribute = tuple[int, bytes]
+"""A RADIUS attribute as carried through the MFA logic: type number and raw value.
+
+The same shape as ``mfa_radius.radius.packet.Attribute``; spelled here so that ``core`` does not
+import the wire layer (the two pure layers are independent).
+"""
 
 
 class Factor(StrEnum):
@@ -46,10 +51,10 @@ class Unenrolled(StrEnum):
 class RejectReason(StrEnum):
     """Why a login was rejected. Stable values: log pipelines key on them."""
 
-    BAD_PASSWORD = "bad_password"  #: primary password wrong
+    BAD_PASSWORD = "bad_password"  # noqa: S105 (a reason name, not a password)  #: primary password wrong
     UNKNOWN_USER = "unknown_user"  #: no such user (the client is not told which of the two)
     USER_DISABLED = "user_disabled"  #: the user exists but is disabled
-    MISSING_PASSWORD = "missing_password"  #: no User-Password (or an empty one) in the request
+    MISSING_PASSWORD = "missing_password"  # noqa: S105 (a reason name)  #: no User-Password (or an empty one) in the request
     NOT_ENROLLED = "not_enrolled"  #: no second factor enrolled and the client says reject
     BAD_CODE = "bad_code"  #: wrong code on the last allowed attempt
     BAD_CODE_FORMAT = "bad_code_format"  #: append mode without a delimiter and code
@@ -171,9 +176,7 @@ class PendingChallenge:
         """
         try:
             attrs_raw = data.get("a", [])
-            if not isinstance(attrs_raw, list):
-                raise TypeError("a")
-            attrs = tuple((int(t), bytes.fromhex(str(v))) for t, v in attrs_raw)
+            attrs = tuple((int(str(t)), bytes.fromhex(str(v))) for t, v in _as_list(attrs_raw))
             return cls(
                 username=str(data["u"]),
                 client=str(data["c"]),
@@ -186,6 +189,13 @@ class PendingChallenge:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"bad pending challenge record: {type(exc).__name__}") from exc
+
+
+def _as_list(value: object) -> list[list[object]]:
+    """Check the JSON shape of a stored attribute list."""
+    if not isinstance(value, list) or not all(isinstance(v, list) and len(v) == 2 for v in value):
+        raise TypeError("attributes")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
