@@ -10,11 +10,14 @@ Time comes in as ``now`` (epoch seconds); nothing here reads the clock.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import pyotp
 
 from mfa_radius.core.model import TotpToken
 
@@ -175,3 +178,36 @@ def split_appended(password: bytes, delimiter: str, digits: int) -> tuple[bytes,
     if not code.isascii() or not code.isdigit() or not 6 <= len(code) <= 10:
         return None
     return head, code
+
+
+def provisioning_uri(
+    secret: bytes,
+    *,
+    username: str,
+    issuer: str,
+    digits: int = 6,
+    time_step: int = 30,
+    algorithm: str = "sha1",
+) -> str:
+    """The ``otpauth://totp/...`` URI an authenticator app scans (Google Key Uri Format).
+
+    Args:
+        secret: the raw shared secret (encoded base32 in the URI).
+        username: the account label.
+        issuer: the organisation shown by the app.
+        digits: code length.
+        time_step: seconds per code.
+        algorithm: ``sha1``, ``sha256`` or ``sha512``.
+
+    Returns:
+        The URI; it contains the secret, so it is shown to the admin once and never logged.
+    """
+    totp = pyotp.TOTP(
+        base64.b32encode(secret).decode("ascii"),
+        digits=digits,
+        interval=time_step,
+        digest=_DIGESTS[algorithm],
+        name=username,
+        issuer=issuer,
+    )
+    return totp.provisioning_uri()

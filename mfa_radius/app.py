@@ -1,0 +1,266 @@
+"""Composition root: configuration in, running proxy out.
+
+The only module that knows every concrete class. It builds each part from its slice of the
+configuration, checks at start-up what can be checked (the enrolment key decrypts the stored
+secrets, the store answers), binds the UDP sockets, and stops cleanly on SIGTERM/SIGINT by
+draining in-flight requests for a bounded time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import structlog
+
+from mfa_radius.adapters.aesgcm_keyring import Keyring
+from mfa_radius.adapters.argon2_primary import Argon2PrimaryAuthenticator
+from mfa_radius.adapters.memory_store import MemoryChallengeStore
+from mfa_radius.adapters.redis_store import RedisChallengeStore
+from mfa_radius.adapters.sql_enrolments import SqlEnrolmentStore
+from mfa_radius.config import ClientConfig, Config, Loaded, parse_listen
+from mfa_radius.core.policy import ClientPolicy
+from mfa_radius.errors import ConfigError
+from mfa_radius.ports import ChallengeStore, EnrolmentStore, PrimaryAuthenticator
+from mfa_radius.radius.clients import Client, ClientTable
+from mfa_radius.radius.endpoint import Endpoint
+from mfa_radius.server import RadiusServer, ServerSettings
+from mfa_radius.service import Authenticator, NoPrimary, Profile, Timeouts
+
+log = structlog.get_logger("mfa_radius.app")
+
+DRAIN_SECONDS = 5.0
+"""How long in-flight requests may finish after a stop signal."""
+
+
+class SystemClock:
+    """The real wall clock (UTC epoch seconds)."""
+
+    def now(self) -> float:
+        """Return ``time.time()``."""
+        return time.time()
+
+
+def database_url(url: str) -> str:
+    """Name the async driver of a configured database URL (``sqlite:///`` -> aiosqlite)."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    return url
+
+
+def keyring_from(loaded: Loaded) -> Keyring:
+    """Build the secret-encryption keyring, or fail start-up with a clear message.
+
+    Raises:
+        ConfigError: when no key is configured.
+        KeyUnavailable: when the key text is malformed.
+    """
+    if loaded.key_text is None:
+        raise ConfigError(
+            f"{loaded.path}: enrolment.key_file: no encryption key configured "
+            "(set key_file, or the MFA_RADIUS_KEYS environment variable)"
+        )
+    return Keyring.from_text(loaded.key_text.get_secret_value(), source="enrolment.key_file")
+
+
+async def open_enrolments(loaded: Loaded) -> SqlEnrolmentStore:
+    """Open the enrolment database, apply migrations, and prove the key decrypts its secrets.
+
+    Raises:
+        ConfigError: no key, a wrong key, or a missing key id (a start-up error, never a
+            silent reject of every user).
+        EnrolmentUnavailable: the database cannot be opened.
+    """
+    keyring = keyring_from(loaded)
+    db_path = loaded.database_path()
+    if db_path is not None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+    store = await SqlEnrolmentStore.open(database_url(loaded.config.enrolment.database), keyring)
+    try:
+        await store.check()
+    except BaseException:
+        await store.close()
+        raise
+    return store
+
+
+def open_store(loaded: Loaded, clock: SystemClock) -> ChallengeStore:
+    """Build the configured challenge store (memory for one node, Redis for a cluster)."""
+    cfg = loaded.config
+    if cfg.store.backend == "memory":
+        return MemoryChallengeStore(clock, max_entries=cfg.store.max_entries)
+    password = loaded.redis_password.get_secret_value() if loaded.redis_password else None
+    return RedisChallengeStore(
+        url=cfg.redis.url,
+        username=cfg.redis.username,
+        password=password,
+        key_prefix=cfg.redis.key_prefix,
+        socket_timeout=cfg.redis.socket_timeout,
+        connect_timeout=cfg.redis.connect_timeout,
+    )
+
+
+def client_policy(cfg: Config, client: ClientConfig) -> ClientPolicy:
+    """The decision settings of one client, from its block and the global sections."""
+    return ClientPolicy(
+        name=client.name,
+        mode=client.mode,
+        unenrolled=client.unenrolled,
+        fail_mode=client.fail_mode,
+        append_delimiter=client.append_delimiter,
+        prompt=client.prompt or cfg.challenge.prompt,
+        retry_prompt=cfg.challenge.retry_prompt,
+        challenge_ttl=cfg.challenge.ttl,
+        max_attempts=cfg.challenge.max_attempts,
+        lookback_steps=cfg.totp.lookback_steps,
+        lookforward_steps=cfg.totp.lookforward_steps,
+        response_window=client.response_window,
+        fold_case=client.fold_case,
+        strip_domain=client.strip_domain,
+        strip_realm=client.strip_realm,
+    )
+
+
+def client_table(loaded: Loaded) -> ClientTable:
+    """The NAS table the endpoint matches source addresses against."""
+    return ClientTable(
+        [
+            Client(
+                name=c.name,
+                networks=tuple(c.ipaddr),
+                secret=loaded.client_secrets[c.name].get_secret_value().encode(),
+                require_message_authenticator=c.require_message_authenticator,
+                limit_proxy_state=c.limit_proxy_state,
+            )
+            for c in loaded.config.client
+        ]
+    )
+
+
+@dataclass
+class Running:
+    """A started proxy: its sockets and parts, for tests and for the signal handler.
+
+    Attributes:
+        addresses: the bound (host, port) of each listener.
+        servers: the protocol of each listener.
+        store: the challenge store.
+        enrolments: the enrolment database.
+        stopped: set to request a stop.
+    """
+
+    addresses: list[tuple[str, int]]
+    servers: list[RadiusServer]
+    store: ChallengeStore
+    enrolments: EnrolmentStore
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@contextlib.asynccontextmanager
+async def running(loaded: Loaded) -> AsyncIterator[Running]:
+    """Start the proxy described by ``loaded``; stop and release everything on exit.
+
+    Raises:
+        ConfigError: bad key or a listen address that cannot be bound.
+        BackendError: the enrolment database cannot be opened.
+    """
+    cfg = loaded.config
+    clock = SystemClock()
+    node = cfg.server.node_name or socket.gethostname()
+    enrolments = await open_enrolments(loaded)
+    store = open_store(loaded, clock)
+    transports: list[asyncio.DatagramTransport] = []
+    servers: list[RadiusServer] = []
+    try:
+        local_primary = Argon2PrimaryAuthenticator(enrolments)
+        primaries: dict[str, PrimaryAuthenticator] = {"local": local_primary, "none": NoPrimary()}
+        profiles = {
+            c.name: Profile(policy=client_policy(cfg, c), primary=primaries[c.primary])
+            for c in cfg.client
+        }
+        authenticator = Authenticator(
+            enrolments=enrolments,
+            store=store,
+            clock=clock,
+            timeouts=Timeouts(
+                store=cfg.store.timeout,
+                enrolment=cfg.enrolment.timeout,
+                primary=max(c.response_window for c in cfg.client),
+            ),
+        )
+        endpoint = Endpoint(client_table(loaded), reply_ttl=cfg.server.reply_cache_ttl)
+        settings = ServerSettings(
+            node=node,
+            max_in_flight=cfg.server.max_in_flight,
+            reply_ttl=cfg.server.reply_cache_ttl,
+            store_timeout=cfg.store.timeout,
+            status_server=cfg.server.status_server,
+        )
+        loop = asyncio.get_running_loop()
+        addresses: list[tuple[str, int]] = []
+        for index, item in enumerate(cfg.server.listen):
+            host, port = parse_listen(item)
+            server = RadiusServer(
+                endpoint=endpoint,
+                authenticator=authenticator,
+                profiles=profiles,
+                store=store,
+                clock=clock,
+                settings=settings,
+            )
+            try:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda server=server: server,  # type: ignore[misc] (bind the loop variable)
+                    local_addr=(host, port),
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    f"{loaded.path}: server.listen[{index}]: cannot bind {item}: "
+                    f"{exc.strerror or type(exc).__name__}"
+                ) from None
+            transports.append(transport)
+            servers.append(server)
+            sockname = transport.get_extra_info("sockname")
+            addresses.append((str(sockname[0]), int(sockname[1])))
+        log.info("server_started", node=node, listen=[f"{h}:{p}" for h, p in addresses],
+                 store=cfg.store.backend, clients=len(cfg.client))
+        yield Running(addresses=addresses, servers=servers, store=store, enrolments=enrolments)
+    finally:
+        for transport in transports:
+            transport.close()
+        for server in servers:
+            await server.drain(DRAIN_SECONDS)
+        await store.close()
+        await enrolments.close()
+        counters: dict[str, int] = {}
+        for server in servers:
+            for key, value in server.counters.items():
+                counters[key] = counters.get(key, 0) + value
+        log.info("server_stopped", node=node, counters=counters)
+
+
+async def serve(loaded: Loaded) -> None:
+    """Run the proxy until SIGTERM or SIGINT."""
+    async with running(loaded) as proxy:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, proxy.stopped.set)
+        await proxy.stopped.wait()
+        log.info("server_stopping", reason="signal")
+
+
+def run(loaded: Loaded) -> None:
+    """Run :func:`serve` on uvloop when it is installed (about 30% more UDP throughput)."""
+    try:
+        import uvloop  # noqa: PLC0415 (optional speed-up, imported only when serving)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        asyncio.run(serve(loaded))
+        return
+    uvloop.run(serve(loaded))

@@ -1,0 +1,405 @@
+"""Command line: argv to subcommands, exit codes, and what the admin sees. Nothing else.
+
+Exit codes: 0 success; 1 the operation failed (login rejected, user not found); 2 the
+configuration is invalid (the message names the file and the key path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import segno
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mfa_radius import __version__, app, config
+from mfa_radius.adapters.aesgcm_keyring import Keyring
+from mfa_radius.adapters.argon2_primary import hash_password
+from mfa_radius.adapters.radius_client import LoginResult, RadiusClient
+from mfa_radius.adapters.sql_enrolments import SqlEnrolmentStore
+from mfa_radius.core import otp
+from mfa_radius.core.model import User
+from mfa_radius.demo import DemoFiles, write_demo
+from mfa_radius.errors import AlreadyExists, BackendError, ConfigError, NotFound
+from mfa_radius.logs import configure as configure_logs
+from mfa_radius.logs import mask_phone
+
+T = TypeVar("T")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+cli = typer.Typer(
+    name="mfa-radius",
+    help="RADIUS proxy adding a second factor (TOTP) to VPN gateways and RD Gateway.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+user_cli = typer.Typer(help="Manage users of the enrolment database.", no_args_is_help=True)
+totp_cli = typer.Typer(help="Enrol TOTP tokens.", no_args_is_help=True)
+key_cli = typer.Typer(help="Secret-encryption keys.", no_args_is_help=True)
+cli.add_typer(user_cli, name="user")
+cli.add_typer(totp_cli, name="totp")
+cli.add_typer(key_cli, name="key")
+
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", help="Configuration file (TOML).", show_default=True)
+]
+DEFAULT_CONFIG = Path("/etc/mfa-radius/radius.conf")
+
+
+def _load(path: Path) -> config.Loaded:
+    try:
+        return config.load(path)
+    except ConfigError as exc:
+        err.print(f"[bold red]config error[/]\n{exc}", markup=True)
+        raise typer.Exit(2) from None
+
+
+def _run(coro: Awaitable[T]) -> T:
+    async def wrapper() -> T:
+        return await coro
+
+    try:
+        return asyncio.run(wrapper())
+    except ConfigError as exc:
+        err.print(f"config error\n{exc}")
+        raise typer.Exit(2) from None
+    except (NotFound, AlreadyExists) as exc:
+        err.print(str(exc))
+        raise typer.Exit(1) from None
+    except BackendError as exc:
+        err.print(f"backend unavailable: {exc}")
+        raise typer.Exit(1) from None
+
+
+async def _with_enrolments(
+    loaded: config.Loaded, action: Callable[[SqlEnrolmentStore], Awaitable[T]]
+) -> T:
+    store = await app.open_enrolments(loaded)
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+@cli.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)
+
+
+@cli.command()
+def serve(config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Run the proxy until SIGTERM or SIGINT."""
+    loaded = _load(config_path)
+    configure_logs(level=loaded.config.log.level, fmt=loaded.config.log.format)
+    try:
+        app.run(loaded)
+    except ConfigError as exc:
+        err.print(f"config error\n{exc}")
+        raise typer.Exit(2) from None
+    except BackendError as exc:
+        err.print(f"start-up failed: {exc}")
+        raise typer.Exit(1) from None
+
+
+@cli.command("check-config")
+def check_config(config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Validate the configuration, the key file and the backends it names."""
+    loaded = _load(config_path)
+
+    async def check() -> None:
+        await _with_enrolments(loaded, lambda store: store.check())
+        if loaded.config.store.backend == "redis":
+            store = app.open_store(loaded, app.SystemClock())
+            try:
+                await store.ping()
+            finally:
+                await store.close()
+
+    _run(check())
+    cfg = loaded.config
+    table = Table("client", "ipaddr", "mode", "primary", "fail_mode", "message-authenticator")
+    for c in cfg.client:
+        table.add_row(
+            c.name,
+            ", ".join(str(n) for n in c.ipaddr),
+            c.mode.value,
+            c.primary,
+            c.fail_mode.value,
+            c.require_message_authenticator.value,
+        )
+    out.print(table)
+    out.print(f"{config_path}: OK (store: {cfg.store.backend})")
+
+
+# users ------------------------------------------------------------------------------------
+
+
+def _user_row(table: Table, user: User) -> None:
+    table.add_row(
+        user.username,
+        user.display_name,
+        user.email,
+        mask_phone(user.phone) if user.phone else "",
+        "disabled" if user.disabled else "active",
+        ", ".join(t.serial or t.token_id[:8] for t in user.tokens) or "-",
+    )
+
+
+def _user_table() -> Table:
+    return Table("user", "display name", "email", "phone", "status", "totp tokens")
+
+
+@user_cli.command("add")
+def user_add(
+    username: str,
+    config_path: ConfigOpt = DEFAULT_CONFIG,
+    display_name: Annotated[str, typer.Option(help="Display name for the audit line.")] = "",
+    email: Annotated[str, typer.Option(help="E-mail address.")] = "",
+    phone: Annotated[str, typer.Option(help="Phone number, E.164.")] = "",
+) -> None:
+    """Create a user."""
+    loaded = _load(config_path)
+    user = _run(
+        _with_enrolments(
+            loaded,
+            lambda s: s.add_user(
+                username.casefold(), display_name=display_name, email=email, phone=phone
+            ),
+        )
+    )
+    out.print(f"user {user.username} created (id {user.user_id})")
+
+
+@user_cli.command("list")
+def user_list(config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """List users and their enrolled tokens."""
+    loaded = _load(config_path)
+    users = _run(_with_enrolments(loaded, lambda s: s.list_users()))
+    table = _user_table()
+    for user in users:
+        _user_row(table, user)
+    out.print(table)
+
+
+@user_cli.command("show")
+def user_show(username: str, config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Show one user."""
+    loaded = _load(config_path)
+    user = _run(_with_enrolments(loaded, lambda s: s.find_user(username.casefold())))
+    if user is None:
+        err.print(f"no user {username!r}")
+        raise typer.Exit(1)
+    table = _user_table()
+    _user_row(table, user)
+    out.print(table)
+    out.print(f"id: {user.user_id}")
+
+
+@user_cli.command("disable")
+def user_disable(username: str, config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Disable a user: every login is rejected after the password check."""
+    loaded = _load(config_path)
+    _run(_with_enrolments(loaded, lambda s: s.set_disabled(username.casefold(), True)))
+    out.print(f"user {username} disabled")
+
+
+@user_cli.command("enable")
+def user_enable(username: str, config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Enable a disabled user."""
+    loaded = _load(config_path)
+    _run(_with_enrolments(loaded, lambda s: s.set_disabled(username.casefold(), False)))
+    out.print(f"user {username} enabled")
+
+
+@user_cli.command("remove")
+def user_remove(username: str, config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Delete a user with their tokens and password."""
+    loaded = _load(config_path)
+    _run(_with_enrolments(loaded, lambda s: s.remove_user(username.casefold())))
+    out.print(f"user {username} removed")
+
+
+@user_cli.command("passwd")
+def user_passwd(
+    username: str,
+    config_path: ConfigOpt = DEFAULT_CONFIG,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Set the user's local primary password (argon2id)."""
+    loaded = _load(config_path)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("Again: ") != password:
+            err.print("passwords differ")
+            raise typer.Exit(1)
+    if not password:
+        err.print("empty password refused")
+        raise typer.Exit(1)
+    hashed = hash_password(password)
+    _run(_with_enrolments(loaded, lambda s: s.set_password_hash(username.casefold(), hashed)))
+    out.print(f"password of {username} set")
+
+
+# TOTP -------------------------------------------------------------------------------------
+
+
+def print_enrolment(uri: str, *, qr: bool) -> None:
+    """Show the otpauth URI and, in a terminal, its QR code."""
+    out.print(uri, soft_wrap=True)
+    if qr:
+        segno.make(uri, error="m").terminal(compact=True)
+
+
+@totp_cli.command("enrol")
+def totp_enrol(
+    username: str,
+    config_path: ConfigOpt = DEFAULT_CONFIG,
+    replace: Annotated[bool, typer.Option(help="Remove the user's other tokens.")] = False,
+    qr: Annotated[bool, typer.Option(help="Print a QR code.")] = True,
+) -> None:
+    """Enrol a TOTP token with a fresh random 160-bit secret; print its URI and QR code."""
+    loaded = _load(config_path)
+    totp_cfg = loaded.config.totp
+    secret = secrets.token_bytes(20)
+    name = username.casefold()
+
+    async def enrol(store: SqlEnrolmentStore) -> None:
+        if replace:
+            await store.remove_tokens(name)
+        await store.add_totp(
+            name,
+            secret,
+            digits=totp_cfg.otp_length,
+            time_step=totp_cfg.time_step,
+            algorithm=totp_cfg.algorithm,
+        )
+
+    _run(_with_enrolments(loaded, enrol))
+    out.print(f"TOTP token enrolled for {name}; scan or type into the authenticator app:")
+    uri = otp.provisioning_uri(
+        secret,
+        username=name,
+        issuer=totp_cfg.issuer,
+        digits=totp_cfg.otp_length,
+        time_step=totp_cfg.time_step,
+        algorithm=totp_cfg.algorithm,
+    )
+    print_enrolment(uri, qr=qr)
+
+
+# keys -------------------------------------------------------------------------------------
+
+
+@key_cli.command("generate")
+def key_generate(
+    key_id: Annotated[str, typer.Option("--id", help="Key id stored beside each secret.")] = "",
+) -> None:
+    """Print a new key line for the key file (append it to rotate: the last line encrypts)."""
+    out.print(Keyring.generate_line(key_id or f"k{secrets.token_hex(3)}"))
+
+
+# login test client ------------------------------------------------------------------------
+
+
+@cli.command()
+def login(
+    user: Annotated[str, typer.Option("--user", "-u", help="User-Name to send.")],
+    server: Annotated[str, typer.Option(help="Proxy address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Proxy UDP port.")] = 1812,
+    secret: Annotated[str, typer.Option(help="Shared secret.")] = "",
+    secret_file: Annotated[
+        Path | None, typer.Option(help="File holding the shared secret.")
+    ] = None,
+    password: Annotated[
+        str | None, typer.Option(help="Password (prompted when absent).")
+    ] = None,
+    code: Annotated[
+        str | None, typer.Option(help="Answer to the challenge (prompted when absent).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait per reply.")] = 5.0,
+    message_authenticator: Annotated[
+        bool, typer.Option(help="Send Message-Authenticator.")
+    ] = True,
+) -> None:
+    """Log in through the proxy as a NAS would: password, challenge prompt, code, outcome."""
+    if secret_file is not None:
+        secret = secret_file.read_text(encoding="utf-8").splitlines()[0].strip()
+    if not secret:
+        err.print("give --secret or --secret-file")
+        raise typer.Exit(2)
+    if password is None:
+        password = getpass.getpass(f"Password for {user}: ")
+
+    def ask(prompt: str) -> str:
+        if code is not None:
+            out.print(f"challenge: {prompt}")
+            return code
+        return typer.prompt(f"challenge: {prompt}")
+
+    async def go() -> LoginResult:
+        async with RadiusClient(server, port, secret.encode(), timeout=timeout) as client:
+            return await client.login(
+                user, password.encode(), ask, message_authenticator=message_authenticator
+            )
+
+    try:
+        result = asyncio.run(go())
+    except TimeoutError:
+        err.print(f"no answer from {server}:{port} within {timeout} s")
+        raise typer.Exit(1) from None
+    out.print(f"outcome: {result.outcome}")
+    for name, value in result.attributes:
+        out.print(f"  {name} = {value}")
+    if result.outcome != "accept":
+        raise typer.Exit(1)
+
+
+# demo -------------------------------------------------------------------------------------
+
+
+@cli.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Where the demo files go.")] = Path(
+        "demo"
+    ),
+    port: Annotated[int, typer.Option(help="UDP port on 127.0.0.1.")] = 18120,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Start the proxy after set-up.")
+    ] = True,
+) -> None:
+    """Set up a demo (config, key, SQLite database, user 'alice' with TOTP) and run it."""
+    files: DemoFiles = _run(write_demo(directory, port=port))
+    loaded = _load(files.config)
+    out.print(f"demo config: {files.config}")
+    out.print(f"user: alice  password: {files.password}")
+    out.print("TOTP for alice (scan with an authenticator app, or use `oathtool`):")
+    print_enrolment(files.otpauth_uri, qr=True)
+    out.print("log in from another terminal with:")
+    out.print(
+        f"  mfa-radius login --server 127.0.0.1 --port {port} "
+        f"--secret-file {files.secret_file} --user alice",
+        soft_wrap=True,
+    )
+    if serve_after:
+        configure_logs(level=loaded.config.log.level, fmt=loaded.config.log.format)
+        app.run(loaded)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``mfa-radius`` command."""
+    cli(args=argv, prog_name="mfa-radius")

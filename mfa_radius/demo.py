@@ -1,0 +1,130 @@
+"""The embedded demo: a working configuration and one enrolled user, made in one folder.
+
+``mfa-radius demo`` writes a config listening on 127.0.0.1 with the in-process challenge store,
+a fresh random shared secret and encryption key, a SQLite enrolment database, and user
+``alice`` with a random password and a TOTP token, so that an admin can try a full login with
+``mfa-radius login`` a minute after installing. Running it again reuses what is there.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from mfa_radius import app, config
+from mfa_radius.adapters.aesgcm_keyring import Keyring
+from mfa_radius.adapters.argon2_primary import hash_password
+from mfa_radius.core import otp
+
+DEMO_USER = "alice"
+
+_CONFIG = """\
+# Demo configuration written by `mfa-radius demo`: one node, in-process store, SQLite.
+# See radius.conf.example for every key.
+
+[server]
+listen = ["127.0.0.1:{port}"]
+node_name = "demo"
+
+[[client]]
+name = "demo-nas"
+ipaddr = ["127.0.0.1/32", "::1/128"]
+secret_file = "client.secret"
+mode = "challenge"
+primary = "local"
+
+[store]
+backend = "memory"
+
+[enrolment]
+database = "sqlite:///enrolment.db"
+key_file = "enrolment.key"
+
+[totp]
+issuer = "mfa-radius demo"
+
+[log]
+level = "info"
+format = "console"
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoFiles:
+    """What the demo set up.
+
+    Attributes:
+        config: the configuration file.
+        secret_file: the shared secret file for ``mfa-radius login --secret-file``.
+        password: alice's password (a demo secret, shown to the admin once per run).
+        otpauth_uri: alice's TOTP enrolment URI.
+    """
+
+    config: Path
+    secret_file: Path
+    password: str
+    otpauth_uri: str
+
+
+def _write_once(path: Path, text: str) -> None:
+    """Create ``path`` readable by its owner only, unless it exists."""
+    if path.exists():
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+async def write_demo(directory: Path, *, port: int) -> DemoFiles:
+    """Create (or reuse) the demo folder and enrol the demo user.
+
+    Args:
+        directory: the folder to use; created when missing.
+        port: UDP port to listen on, on 127.0.0.1.
+
+    Returns:
+        The files and the demo user's credentials.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    secret_file = directory / "client.secret"
+    _write_once(secret_file, secrets.token_urlsafe(24) + "\n")
+    _write_once(directory / "enrolment.key", Keyring.generate_line("demo1") + "\n")
+    password_file = directory / "alice.password"
+    _write_once(password_file, secrets.token_urlsafe(9) + "\n")
+    config_file = directory / "radius.conf"
+    _write_once(config_file, _CONFIG.format(port=port))
+
+    loaded = config.load(config_file)
+    password = password_file.read_text(encoding="utf-8").strip()
+    totp_cfg = loaded.config.totp
+    store = await app.open_enrolments(loaded)
+    try:
+        user = await store.find_user(DEMO_USER)
+        if user is None:
+            await store.add_user(DEMO_USER, display_name="Alice Demo")
+            await store.set_password_hash(DEMO_USER, hash_password(password))
+            secret = secrets.token_bytes(20)
+            await store.add_totp(
+                DEMO_USER,
+                secret,
+                digits=totp_cfg.otp_length,
+                time_step=totp_cfg.time_step,
+                algorithm=totp_cfg.algorithm,
+            )
+        else:
+            secret = user.tokens[0].secret
+    finally:
+        await store.close()
+    uri = otp.provisioning_uri(
+        secret,
+        username=DEMO_USER,
+        issuer=totp_cfg.issuer,
+        digits=totp_cfg.otp_length,
+        time_step=totp_cfg.time_step,
+        algorithm=totp_cfg.algorithm,
+    )
+    return DemoFiles(
+        config=config_file, secret_file=secret_file, password=password, otpauth_uri=uri
+    )

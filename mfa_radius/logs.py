@@ -1,0 +1,129 @@
+"""Logging: structlog set-up, the fixed audit keys, and redaction.
+
+One ``request_finished`` line per request carries the audit keys admins expect (user, client,
+outcome, reason, factor, ...). Secrets never reach a log line: the code never passes them to a
+logger, and as a last line of defence :func:`redact` drops a denylist of keys, masks phone
+numbers, and tracebacks are rendered without local variables (a frame's locals would hold the
+password being checked).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import orjson
+import structlog
+from structlog.tracebacks import ExceptionDictTransformer
+from structlog.typing import EventDict, WrappedLogger
+
+AUDIT_KEYS = (
+    "req_id",
+    "client",
+    "src",
+    "user",
+    "user_id",
+    "display_name",
+    "email",
+    "state_id",
+    "mode",
+    "factor",
+    "outcome",
+    "reason",
+    "upstream",
+    "phone_tail",
+    "attempt",
+    "duration_ms",
+    "node",
+    "server_ip",
+)
+"""Keys of the canonical ``request_finished`` line, in the order admins read them."""
+
+DENIED_KEYS = frozenset(
+    {
+        "password",
+        "user_password",
+        "code",
+        "otp",
+        "secret",
+        "shared_secret",
+        "seed",
+        "totp_secret",
+        "token",
+        "auth_token",
+        "state",
+        "raw_state",
+        "key",
+        "packet",
+    }
+)
+"""Keys never written, whatever their value: a last guard against a careless call."""
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def mask_phone(number: str) -> str:
+    """Keep the last two digits of a phone number: enough to recognise it, useless to abuse."""
+    digits = [c for c in number if c.isdigit()]
+    return "*" * max(len(digits) - 2, 0) + "".join(digits[-2:])
+
+
+def phone_tail(number: str) -> str:
+    """The audit ``phone_tail`` value: the last two digits, or empty."""
+    digits = [c for c in number if c.isdigit()]
+    return "".join(digits[-2:])
+
+
+def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Drop denied keys and mask phone numbers before rendering (structlog processor)."""
+    for key in DENIED_KEYS.intersection(event_dict):
+        del event_dict[key]
+    phone = event_dict.get("phone")
+    if isinstance(phone, str):
+        event_dict["phone"] = mask_phone(phone)
+    return event_dict
+
+
+def _orjson_dumps(obj: MutableMapping[str, Any], **_: Any) -> str:
+    return orjson.dumps(obj, default=str).decode()
+
+
+def configure(*, level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
+    """Configure structlog once, from the composition root.
+
+    Args:
+        level: lowest level written (``debug`` ... ``error``).
+        fmt: ``json`` (one object per line) or ``console`` (for a terminal).
+        stream: where lines go; standard output by default.
+    """
+    renderer: structlog.typing.Processor
+    if fmt == "console":
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
+        exceptions: list[structlog.typing.Processor] = []
+    else:
+        renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+        exceptions = [
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+        ]
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            *exceptions,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.WriteLoggerFactory(file=stream or sys.stdout),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,311 @@
+"""The login orchestration: primary check, enrolment lookup, challenge, code check.
+
+``Authenticator`` runs one Access-Request through the decisions of ``core.flow``, doing the
+I/O between them through the ports. Every await has a deadline: a backend that hangs turns
+into the client's fail mode, never a silent NAS. Randomness (State values) is drawn here,
+from ``secrets``; ``core`` only formats and compares.
+
+Audit fields learnt on the way (user id, display name, factor, state id) are bound to the
+request's structlog context so that the server's ``request_finished`` line carries them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import structlog
+
+from mfa_radius.core import flow, otp, policy
+from mfa_radius.core.model import (
+    Accept,
+    AcceptReason,
+    Attribute,
+    AuthAttempt,
+    Factor,
+    Mode,
+    Outcome,
+    PrimaryAccept,
+    PrimaryResult,
+    Reject,
+    RejectReason,
+    User,
+)
+from mfa_radius.core.policy import ClientPolicy
+from mfa_radius.errors import (
+    BackendError,
+    EnrolmentUnavailable,
+    PrimaryUnavailable,
+    StoreUnavailable,
+)
+from mfa_radius.ports import ChallengeStore, Clock, EnrolmentStore, PrimaryAuthenticator
+
+log = structlog.get_logger("mfa_radius.service")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Deadlines, in seconds, for one call to each backend.
+
+    Attributes:
+        store: one challenge-store operation.
+        enrolment: one enrolment-database lookup.
+        primary: one primary password check.
+    """
+
+    store: float = 1.0
+    enrolment: float = 2.0
+    primary: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What one client (NAS) gets: its decision settings and its password backend.
+
+    Attributes:
+        policy: the client's decision settings.
+        primary: the password backend.
+    """
+
+    policy: ClientPolicy
+    primary: PrimaryAuthenticator
+
+
+class NoPrimary:
+    """``primary = "none"``: the NAS already checked the password; accept any."""
+
+    async def verify(self, attempt: AuthAttempt, password: bytes) -> PrimaryResult:
+        """Accept without looking at the password."""
+        return PrimaryAccept()
+
+
+class _Progress:
+    """What one request has established so far, for the fail-mode decision on a timeout."""
+
+    __slots__ = ("attributes", "primary_verified")
+
+    def __init__(self) -> None:
+        self.primary_verified = False
+        self.attributes: tuple[Attribute, ...] = ()
+
+
+class Authenticator:
+    """Decides Access-Requests.
+
+    Args:
+        enrolments: users and their tokens.
+        store: pending challenges and replay marks, shared by the cluster.
+        clock: the time source (epoch seconds).
+        timeouts: per-backend deadlines.
+        new_state: source of fresh State values; 16 bytes from ``secrets`` by default.
+    """
+
+    def __init__(
+        self,
+        *,
+        enrolments: EnrolmentStore,
+        store: ChallengeStore,
+        clock: Clock,
+        timeouts: Timeouts,
+        new_state: Callable[[], bytes] | None = None,
+    ) -> None:
+        self._enrolments = enrolments
+        self._store = store
+        self._clock = clock
+        self._timeouts = timeouts
+        self._new_state = new_state or (lambda: secrets.token_bytes(flow.STATE_BYTES))
+
+    async def authenticate(self, attempt: AuthAttempt, profile: Profile) -> Outcome:
+        """Decide one Access-Request within the client's response window.
+
+        The whole decision runs under one deadline (the client's ``response_window`` less a
+        margin for sending): when it passes, the client's fail mode decides (RFC 5080 §2.2.1:
+        a late answer is a lost answer, since the NAS has already retransmitted or failed over).
+
+        Args:
+            attempt: the request.
+            profile: the client's policy and password backend.
+
+        Returns:
+            Accept, Reject or ChallengeReply.
+        """
+        progress = _Progress()
+        budget = _answer_budget(profile.policy.response_window)
+        try:
+            async with asyncio.timeout(budget):
+                if attempt.state is None:
+                    return await self._first_round(attempt, profile, progress)
+                return await self._second_round(attempt, attempt.state, profile.policy)
+        except TimeoutError:
+            log.warning("backend_failed", backend="response_window", error="TimeoutError")
+            return policy.on_backend_failure(
+                RejectReason.TIMEOUT,
+                profile.policy,
+                primary_verified=progress.primary_verified,
+                attributes=progress.attributes,
+            )
+
+    async def _first_round(
+        self, attempt: AuthAttempt, profile: Profile, progress: _Progress
+    ) -> Outcome:
+        pol = profile.policy
+        structlog.contextvars.bind_contextvars(mode=pol.mode.value)
+        if not attempt.password:
+            return Reject(RejectReason.MISSING_PASSWORD)
+        password, code = attempt.password, None
+        if pol.mode is Mode.APPEND:
+            split = otp.split_appended(attempt.password, pol.append_delimiter, digits=6)
+            if split is not None:
+                password, code = split
+
+        try:
+            primary = await self._call(
+                profile.primary.verify(attempt, password), self._timeouts.primary, "primary"
+            )
+        except (PrimaryUnavailable, TimeoutError):
+            return Reject(RejectReason.PRIMARY_UNAVAILABLE)
+        rejected = flow.after_primary(primary)
+        if rejected is not None:
+            return rejected
+        assert isinstance(primary, PrimaryAccept)  # noqa: S101 (after_primary ruled out Reject)
+        progress.primary_verified = True
+        progress.attributes = attrs = primary.attributes
+        if pol.mode is Mode.NONE:
+            return Accept(AcceptReason.PRIMARY_ONLY, attrs)
+
+        try:
+            user = await self._find_user(attempt.username)
+        except (EnrolmentUnavailable, TimeoutError):
+            return policy.on_backend_failure(
+                RejectReason.ENROLMENT_UNAVAILABLE, pol, primary_verified=True, attributes=attrs
+            )
+        decided = flow.after_enrolment(user, pol, attrs)
+        if decided is not None:
+            return decided
+        assert user is not None  # noqa: S101 (after_enrolment returns a decision for None)
+        structlog.contextvars.bind_contextvars(factor=Factor.TOTP.value)
+
+        try:
+            if pol.mode is Mode.APPEND:
+                return await self._check_appended(user, code, pol, attrs)
+            issue = flow.issue_challenge(
+                user, pol, attrs, now=self._clock.now(), state=self._new_state()
+            )
+            await self._call(
+                self._store.put_challenge(issue.key, issue.record, issue.ttl),
+                self._timeouts.store,
+                "store",
+            )
+        except (StoreUnavailable, TimeoutError):
+            return policy.on_backend_failure(
+                RejectReason.STORE_UNAVAILABLE, pol, primary_verified=True, attributes=attrs
+            )
+        structlog.contextvars.bind_contextvars(state_id=issue.key[:8])
+        return issue.reply
+
+    async def _check_appended(
+        self, user: User, code: str | None, pol: ClientPolicy, attrs: tuple[Attribute, ...]
+    ) -> Outcome:
+        if code is None:
+            return Reject(RejectReason.BAD_CODE_FORMAT)
+        match = otp.check_totp(
+            user.tokens,
+            code,
+            now=self._clock.now(),
+            lookback_steps=pol.lookback_steps,
+            lookforward_steps=pol.lookforward_steps,
+        )
+        fresh = match is not None and await self._mark_used(match, pol)
+        return flow.after_appended_code(match is not None, fresh, attrs)
+
+    async def _second_round(self, attempt: AuthAttempt, state: bytes, pol: ClientPolicy) -> Outcome:
+        key = flow.challenge_key(state)
+        structlog.contextvars.bind_contextvars(state_id=key[:8], mode=pol.mode.value)
+        try:
+            record = await self._call(
+                self._store.get_challenge(key), self._timeouts.store, "store"
+            )
+            rejected = flow.check_pending(
+                record, username=attempt.username, client=attempt.client, now=self._clock.now()
+            )
+            if rejected is not None:
+                return rejected
+            assert record is not None  # noqa: S101 (check_pending rejects None)
+            structlog.contextvars.bind_contextvars(
+                factor=record.factor.value, attempt=record.attempts + 1
+            )
+            try:
+                user = await self._find_user(attempt.username)
+            except (EnrolmentUnavailable, TimeoutError):
+                return Reject(RejectReason.ENROLMENT_UNAVAILABLE)
+            if user is None or user.disabled or not user.tokens:
+                await self._call(self._store.take_challenge(key), self._timeouts.store, "store")
+                return Reject(RejectReason.USER_DISABLED if user else RejectReason.UNKNOWN_USER)
+
+            code = (attempt.password or b"").decode("utf-8", errors="replace").strip()
+            match = otp.check_totp(
+                user.tokens,
+                code,
+                now=self._clock.now(),
+                lookback_steps=pol.lookback_steps,
+                lookforward_steps=pol.lookforward_steps,
+            )
+            reason = RejectReason.BAD_CODE
+            if match is not None:
+                if await self._mark_used(match, pol):
+                    taken = await self._call(
+                        self._store.take_challenge(key), self._timeouts.store, "store"
+                    )
+                    return flow.after_right_code(taken)
+                reason = RejectReason.CODE_REPLAYED
+            attempts = await self._call(
+                self._store.add_attempt(key), self._timeouts.store, "store"
+            )
+            outcome = flow.after_wrong_code(
+                attempts, pol, state=state, digits=flow.code_digits(user), reason=reason
+            )
+            if isinstance(outcome, Reject) and attempts is not None:
+                await self._call(self._store.take_challenge(key), self._timeouts.store, "store")
+            return outcome
+        except (StoreUnavailable, TimeoutError):
+            # The password was checked in round one, not in this request: never fail open.
+            return Reject(RejectReason.STORE_UNAVAILABLE)
+
+    async def _find_user(self, username: str) -> User | None:
+        user = await self._call(
+            self._enrolments.find_user(username), self._timeouts.enrolment, "enrolment"
+        )
+        if user is not None:
+            structlog.contextvars.bind_contextvars(
+                user_id=user.user_id, display_name=user.display_name, email=user.email
+            )
+        return user
+
+    async def _mark_used(self, match: otp.CodeMatch, pol: ClientPolicy) -> bool:
+        """Set the code's replay mark; True when this request is the first to use it."""
+        ttl = otp.replay_ttl(match, now=self._clock.now(), lookback_steps=pol.lookback_steps)
+        return await self._call(
+            self._store.mark_once(otp.replay_key(match), ttl), self._timeouts.store, "store"
+        )
+
+    async def _call(self, awaitable: Awaitable[T], deadline: float, backend: str) -> T:
+        """Await one backend call under its own deadline; log failures without secrets."""
+        try:
+            async with asyncio.timeout(deadline):
+                return await awaitable
+        except TimeoutError:
+            log.warning("backend_failed", backend=backend, error="TimeoutError")
+            raise
+        except BackendError as exc:
+            log.warning("backend_failed", backend=exc.backend, error=exc.detail)
+            raise
+
+
+def _answer_budget(response_window: float) -> float:
+    """Time the decision may take: the NAS's window less a margin to encode and send."""
+    return max(response_window * 0.9, response_window - 0.5)

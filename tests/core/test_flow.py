@@ -1,0 +1,190 @@
+"""The challenge state table, row by row, with explicit time and State values."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from mfa_radius.core import flow
+from mfa_radius.core.model import (
+    Accept,
+    AcceptReason,
+    ChallengeReply,
+    Factor,
+    PendingChallenge,
+    PrimaryAccept,
+    PrimaryReject,
+    Reject,
+    RejectReason,
+    TotpToken,
+    Unenrolled,
+    User,
+)
+from mfa_radius.core.policy import ClientPolicy
+
+NOW = 1_700_000_000.0
+STATE = bytes(range(16))
+ATTRS = ((25, b"class-a"), (11, b"vpn-users"))
+TOKEN = TotpToken(token_id="tok", secret=b"k" * 20, digits=6)
+ALICE = User(user_id="u1", username="alice", tokens=(TOKEN,))
+
+
+def _policy(**changes: Any) -> ClientPolicy:
+    return replace(ClientPolicy(name="vpn", max_attempts=3, challenge_ttl=300.0), **changes)
+
+
+RECORD = PendingChallenge(
+    username="alice",
+    client="vpn",
+    factor=Factor.TOTP,
+    created=NOW,
+    expires=NOW + 300,
+    reply_attributes=ATTRS,
+)
+
+
+def _record(**changes: Any) -> PendingChallenge:
+    return replace(RECORD, **changes)
+
+
+class TestAfterPrimary:
+    def test_primary_reject_ends_the_login_with_its_reason(self) -> None:
+        """A rejected password is a Reject carrying the backend's reason."""
+        result = flow.after_primary(PrimaryReject(RejectReason.UNKNOWN_USER))
+        assert result == Reject(RejectReason.UNKNOWN_USER)
+
+    def test_primary_accept_goes_on(self) -> None:
+        """An accepted password leads to the next step."""
+        assert flow.after_primary(PrimaryAccept(ATTRS)) is None
+
+
+class TestAfterEnrolment:
+    def test_enrolled_user_goes_on_to_the_second_factor(self) -> None:
+        """A user with a token must give a code."""
+        assert flow.after_enrolment(ALICE, _policy(), ATTRS) is None
+
+    def test_rejects_disabled_user(self) -> None:
+        """A disabled user is rejected even with a token."""
+        user = User(user_id="u1", username="alice", disabled=True, tokens=(TOKEN,))
+        assert flow.after_enrolment(user, _policy(), ATTRS) == Reject(RejectReason.USER_DISABLED)
+
+    @pytest.mark.parametrize(
+        "user", [None, User(user_id="u2", username="bob")], ids=["missing", "no-token"]
+    )
+    def test_rejects_unenrolled_user_by_default(self, user: User | None) -> None:
+        """Without a factor the default answer is Reject(not_enrolled)."""
+        assert flow.after_enrolment(user, _policy(), ATTRS) == Reject(RejectReason.NOT_ENROLLED)
+
+    def test_accepts_unenrolled_user_when_client_allows(self) -> None:
+        """unenrolled = accept passes the primary's attributes through."""
+        result = flow.after_enrolment(None, _policy(unenrolled=Unenrolled.ACCEPT), ATTRS)
+        assert result == Accept(AcceptReason.UNENROLLED_ALLOWED, ATTRS)
+
+
+class TestIssueChallenge:
+    def test_record_keeps_user_client_attributes_and_expiry(self) -> None:
+        """The stored record names the user and NAS and keeps the reply attributes."""
+        issue = flow.issue_challenge(ALICE, _policy(), ATTRS, now=NOW, state=STATE)
+        assert issue.record == _record()
+        assert issue.ttl == 300.0
+
+    def test_key_is_the_hash_of_the_state_never_the_state(self) -> None:
+        """The store key is SHA-256(State) so the State itself is stored nowhere."""
+        issue = flow.issue_challenge(ALICE, _policy(), ATTRS, now=NOW, state=STATE)
+        assert issue.key == hashlib.sha256(STATE).hexdigest()
+        assert STATE.hex() not in issue.key
+
+    def test_reply_carries_state_and_prompt_with_digits(self) -> None:
+        """The Access-Challenge carries the State and a prompt naming the code length."""
+        issue = flow.issue_challenge(
+            ALICE, _policy(prompt="Code ({digits} digits)?"), ATTRS, now=NOW, state=STATE
+        )
+        assert issue.reply == ChallengeReply(state=STATE, prompt="Code (6 digits)?")
+
+    def test_refuses_short_state(self) -> None:
+        """A State under 128 bits is a programming error."""
+        with pytest.raises(ValueError, match="128"):
+            flow.issue_challenge(ALICE, _policy(), ATTRS, now=NOW, state=b"short")
+
+
+class TestCheckPending:
+    def test_usable_record_goes_on(self) -> None:
+        """Same user, same client, not expired: check the code."""
+        assert flow.check_pending(_record(), username="alice", client="vpn", now=NOW + 10) is None
+
+    def test_rejects_missing_record(self) -> None:
+        """An unknown State (expired in the store, used, or forged) is rejected."""
+        result = flow.check_pending(None, username="alice", client="vpn", now=NOW)
+        assert result == Reject(RejectReason.UNKNOWN_STATE)
+
+    def test_rejects_expired_record(self) -> None:
+        """A record past its expiry is refused even if the store still returned it."""
+        result = flow.check_pending(_record(), username="alice", client="vpn", now=NOW + 300)
+        assert result == Reject(RejectReason.UNKNOWN_STATE)
+
+    @pytest.mark.parametrize(
+        ("username", "client"),
+        [("mallory", "vpn"), ("alice", "other")],
+        ids=["other-user", "other-client"],
+    )
+    def test_rejects_state_of_another_user_or_client(self, username: str, client: str) -> None:
+        """A State only finishes the login of the user and NAS it was issued to."""
+        result = flow.check_pending(_record(), username=username, client=client, now=NOW)
+        assert result == Reject(RejectReason.STATE_MISMATCH)
+
+
+class TestAfterCode:
+    def test_right_code_accepts_with_kept_attributes(self) -> None:
+        """The attributes from round one come back on the Accept."""
+        assert flow.after_right_code(_record()) == Accept(AcceptReason.MFA_OK, ATTRS)
+
+    def test_right_code_rejects_when_another_request_consumed_the_state(self) -> None:
+        """If the one-shot take found nothing, another request won: reject this one."""
+        assert flow.after_right_code(None) == Reject(RejectReason.UNKNOWN_STATE)
+
+    @pytest.mark.parametrize("attempts", [1, 2])
+    def test_wrong_code_challenges_again_while_attempts_remain(self, attempts: int) -> None:
+        """Below max_attempts the user is asked again with the same State."""
+        result = flow.after_wrong_code(
+            attempts, _policy(retry_prompt="left {attempts_left}"), state=STATE, digits=6
+        )
+        assert result == ChallengeReply(state=STATE, prompt=f"left {3 - attempts}")
+
+    def test_wrong_code_rejects_on_last_attempt(self) -> None:
+        """At max_attempts the login is rejected as too_many_attempts."""
+        result = flow.after_wrong_code(3, _policy(), state=STATE, digits=6)
+        assert result == Reject(RejectReason.TOO_MANY_ATTEMPTS)
+
+    def test_replayed_code_on_last_attempt_keeps_its_reason(self) -> None:
+        """A replayed code on the last attempt is logged as code_replayed."""
+        result = flow.after_wrong_code(
+            3, _policy(), state=STATE, digits=6, reason=RejectReason.CODE_REPLAYED
+        )
+        assert result == Reject(RejectReason.CODE_REPLAYED)
+
+    def test_wrong_code_rejects_when_record_vanished(self) -> None:
+        """No record to count on (expired meanwhile) means reject."""
+        result = flow.after_wrong_code(None, _policy(), state=STATE, digits=6)
+        assert result == Reject(RejectReason.UNKNOWN_STATE)
+
+
+class TestAppended:
+    def test_accepts_fresh_matching_code(self) -> None:
+        """Right code, first use: accept with the primary's attributes."""
+        assert flow.after_appended_code(True, True, ATTRS) == Accept(AcceptReason.MFA_OK, ATTRS)
+
+    def test_rejects_wrong_code(self) -> None:
+        """Append mode has no second chance: a wrong code rejects."""
+        assert flow.after_appended_code(False, False, ATTRS) == Reject(RejectReason.BAD_CODE)
+
+    def test_rejects_replayed_code(self) -> None:
+        """A code already used for this token and step is refused."""
+        assert flow.after_appended_code(True, False, ATTRS) == Reject(RejectReason.CODE_REPLAYED)
+
+
+def test_state_id_is_a_short_hash() -> None:
+    """Logs name a State by 8 hex digits of its hash, never the State itself."""
+    assert flow.state_id(STATE) == hashlib.sha256(STATE).hexdigest()[:8]
