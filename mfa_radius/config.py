@@ -71,7 +71,8 @@ class ServerConfig(_Model):
         description="Seconds a reply is kept to answer retransmissions (RFC 5080 §2.2.2).",
     )
     status_server: bool = Field(
-        default=True, description="Answer Status-Server (RFC 5997) carrying a Message-Authenticator."
+        default=True,
+        description="Answer Status-Server (RFC 5997) carrying a Message-Authenticator.",
     )
 
     @field_validator("listen")
@@ -85,13 +86,13 @@ class ServerConfig(_Model):
 
 
 def parse_listen(item: str) -> tuple[str, int]:
-    """Split ``host:port`` or ``[v6]:port`` into its parts.
+    """Split ``host:port`` or ``[v6]:port`` into its parts (port 0: any free port).
 
     Raises:
         ValueError: when the address or the port is not valid.
     """
     host, sep, port_text = item.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
         raise ValueError(f"{item!r} is not host:port")
     host = host.removeprefix("[").removesuffix("]")
     ipaddress.ip_address(host)
@@ -117,12 +118,13 @@ class ClientConfig(_Model):
     )
     limit_proxy_state: ProxyStatePolicy = Field(
         default=ProxyStatePolicy.AUTO,
-        description="yes | no | auto: drop Proxy-State without Message-Authenticator (FreeRADIUS 3.2.5).",
+        description="yes | no | auto: drop Proxy-State without Message-Authenticator "
+        "(FreeRADIUS 3.2.5).",
     )
     mode: Mode = Field(
         default=Mode.CHALLENGE,
-        description="challenge: ask for the code in a second round; append: password<delimiter>code; "
-        "none: password only.",
+        description="challenge: ask for the code in a second round; "
+        "append: password<delimiter>code; none: password only.",
     )
     primary: Literal["local", "none"] = Field(
         default="local",
@@ -156,12 +158,17 @@ class ClientConfig(_Model):
     def _one_or_many(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
 
+    @field_validator("secret")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _check_secret(value.get_secret_value())
+        return value
+
     @model_validator(mode="after")
     def _one_secret(self) -> ClientConfig:
         if (self.secret is None) == (self.secret_file is None):
             raise ValueError("set exactly one of secret and secret_file")
-        if self.secret is not None:
-            _check_secret(self.secret.get_secret_value())
         return self
 
 
@@ -449,4 +456,3 @@ def _describe(path: Path, exc: ValidationError) -> str:
             message = "unknown key"
         lines.append(f"{path}: {loc or '(top level)'}: {message}")
     return "\n".join(lines)
-
