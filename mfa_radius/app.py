@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 
 import structlog
 
@@ -36,6 +39,11 @@ log = structlog.get_logger("mfa_radius.app")
 
 DRAIN_SECONDS = 5.0
 """How long in-flight requests may finish after a stop signal."""
+
+
+def packaged_dictionary() -> Path:
+    """The root RADIUS dictionary file shipped inside the package."""
+    return Path(str(resources.files("mfa_radius") / "dictionaries" / "dictionary"))
 
 
 class SystemClock:
@@ -217,8 +225,7 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
             )
             try:
                 transport, _ = await loop.create_datagram_endpoint(
-                    lambda server=server: server,  # type: ignore[misc] (bind the loop variable)
-                    local_addr=(host, port),
+                    functools.partial(_same, server), local_addr=(host, port)
                 )
             except OSError as exc:
                 raise ConfigError(
@@ -229,8 +236,13 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
             servers.append(server)
             sockname = transport.get_extra_info("sockname")
             addresses.append((str(sockname[0]), int(sockname[1])))
-        log.info("server_started", node=node, listen=[f"{h}:{p}" for h, p in addresses],
-                 store=cfg.store.backend, clients=len(cfg.client))
+        log.info(
+            "server_started",
+            node=node,
+            listen=[f"{h}:{p}" for h, p in addresses],
+            store=cfg.store.backend,
+            clients=len(cfg.client),
+        )
         yield Running(addresses=addresses, servers=servers, store=store, enrolments=enrolments)
     finally:
         for transport in transports:
@@ -246,6 +258,11 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
         log.info("server_stopped", node=node, counters=counters)
 
 
+def _same(server: RadiusServer) -> RadiusServer:
+    """Protocol factory returning an already built protocol (one socket, one protocol)."""
+    return server
+
+
 async def serve(loaded: Loaded) -> None:
     """Run the proxy until SIGTERM or SIGINT."""
     async with running(loaded) as proxy:
@@ -259,7 +276,7 @@ async def serve(loaded: Loaded) -> None:
 def run(loaded: Loaded) -> None:
     """Run :func:`serve` on uvloop when it is installed (about 30% more UDP throughput)."""
     try:
-        import uvloop  # noqa: PLC0415 (optional speed-up, imported only when serving)
+        import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         asyncio.run(serve(loaded))
         return

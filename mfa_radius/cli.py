@@ -26,10 +26,12 @@ from mfa_radius.adapters.radius_client import LoginResult, RadiusClient
 from mfa_radius.adapters.sql_enrolments import SqlEnrolmentStore
 from mfa_radius.core import otp
 from mfa_radius.core.model import User
-from mfa_radius.demo import DemoFiles, write_demo
+from mfa_radius.demo import prepare as prepare_demo
 from mfa_radius.errors import AlreadyExists, BackendError, ConfigError, NotFound
 from mfa_radius.logs import configure as configure_logs
 from mfa_radius.logs import mask_phone
+from mfa_radius.radius.dictionary import load as load_dictionary
+from mfa_radius.radius.packet import AttrType
 
 T = TypeVar("T")
 
@@ -325,16 +327,12 @@ def login(
     secret_file: Annotated[
         Path | None, typer.Option(help="File holding the shared secret.")
     ] = None,
-    password: Annotated[
-        str | None, typer.Option(help="Password (prompted when absent).")
-    ] = None,
+    password: Annotated[str | None, typer.Option(help="Password (prompted when absent).")] = None,
     code: Annotated[
         str | None, typer.Option(help="Answer to the challenge (prompted when absent).")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait per reply.")] = 5.0,
-    message_authenticator: Annotated[
-        bool, typer.Option(help="Send Message-Authenticator.")
-    ] = True,
+    message_authenticator: Annotated[bool, typer.Option(help="Send Message-Authenticator.")] = True,
 ) -> None:
     """Log in through the proxy as a NAS would: password, challenge prompt, code, outcome."""
     if secret_file is not None:
@@ -349,7 +347,7 @@ def login(
         if code is not None:
             out.print(f"challenge: {prompt}")
             return code
-        return typer.prompt(f"challenge: {prompt}")
+        return str(typer.prompt(f"challenge: {prompt}"))
 
     async def go() -> LoginResult:
         async with RadiusClient(server, port, secret.encode(), timeout=timeout) as client:
@@ -363,8 +361,12 @@ def login(
         err.print(f"no answer from {server}:{port} within {timeout} s")
         raise typer.Exit(1) from None
     out.print(f"outcome: {result.outcome}")
-    for name, value in result.attributes:
-        out.print(f"  {name} = {value}")
+    dictionary = load_dictionary(app.packaged_dictionary())
+    for attribute in result.packet.attributes:
+        if attribute[0] == AttrType.MESSAGE_AUTHENTICATOR:
+            continue
+        for name, value in dictionary.describe(attribute):
+            out.print(f"  {name} = {value}")
     if result.outcome != "accept":
         raise typer.Exit(1)
 
@@ -383,8 +385,11 @@ def demo(
     ] = True,
 ) -> None:
     """Set up a demo (config, key, SQLite database, user 'alice' with TOTP) and run it."""
-    files: DemoFiles = _run(write_demo(directory, port=port))
-    loaded = _load(files.config)
+    try:
+        loaded, files = prepare_demo(directory, port=port)
+    except ConfigError as exc:
+        err.print(f"config error\n{exc}")
+        raise typer.Exit(2) from None
     out.print(f"demo config: {files.config}")
     out.print(f"user: alice  password: {files.password}")
     out.print("TOTP for alice (scan with an authenticator app, or use `oathtool`):")

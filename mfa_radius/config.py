@@ -29,7 +29,12 @@ from pydantic import (
 )
 
 from mfa_radius.core.model import FailMode, Mode, Unenrolled
-from mfa_radius.core.prompts import MAX_ATTRIBUTE_OCTETS, PLACEHOLDERS
+from mfa_radius.core.prompts import (
+    DEFAULT_PROMPT,
+    DEFAULT_RETRY_PROMPT,
+    MAX_ATTRIBUTE_OCTETS,
+    PLACEHOLDERS,
+)
 from mfa_radius.errors import ConfigError
 from mfa_radius.radius.clients import MaPolicy, ProxyStatePolicy
 
@@ -258,11 +263,11 @@ class ChallengeConfig(_Model):
     ttl: float = Field(default=300.0, gt=0, le=3600, description="Seconds a challenge stays open.")
     max_attempts: int = Field(default=3, ge=1, le=20, description="Wrong codes per challenge.")
     prompt: str = Field(
-        default="Enter the {digits}-digit code from your authenticator app",
+        default=DEFAULT_PROMPT,
         description="Reply-Message of the Access-Challenge ({digits} is replaced).",
     )
     retry_prompt: str = Field(
-        default="Wrong code, {attempts_left} attempt(s) left. Enter the {digits}-digit code",
+        default=DEFAULT_RETRY_PROMPT,
         description="Reply-Message after a wrong code ({attempts_left} is replaced).",
     )
 

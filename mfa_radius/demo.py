@@ -8,6 +8,7 @@ a fresh random shared secret and encryption key, a SQLite enrolment database, an
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from dataclasses import dataclass
@@ -77,27 +78,35 @@ def _write_once(path: Path, text: str) -> None:
         handle.write(text)
 
 
-async def write_demo(directory: Path, *, port: int) -> DemoFiles:
-    """Create (or reuse) the demo folder and enrol the demo user.
+def write_files(directory: Path, *, port: int) -> Path:
+    """Create the demo folder with its config, secret, key and password files (kept if present).
 
     Args:
         directory: the folder to use; created when missing.
         port: UDP port to listen on, on 127.0.0.1.
 
     Returns:
-        The files and the demo user's credentials.
+        The configuration file.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    secret_file = directory / "client.secret"
-    _write_once(secret_file, secrets.token_urlsafe(24) + "\n")
+    _write_once(directory / "client.secret", secrets.token_urlsafe(24) + "\n")
     _write_once(directory / "enrolment.key", Keyring.generate_line("demo1") + "\n")
-    password_file = directory / "alice.password"
-    _write_once(password_file, secrets.token_urlsafe(9) + "\n")
+    _write_once(directory / "alice.password", secrets.token_urlsafe(9) + "\n")
     config_file = directory / "radius.conf"
     _write_once(config_file, _CONFIG.format(port=port))
+    return config_file
 
-    loaded = config.load(config_file)
-    password = password_file.read_text(encoding="utf-8").strip()
+
+async def enrol_demo_user(loaded: config.Loaded, password: str) -> str:
+    """Enrol ``alice`` with a password and a TOTP token unless she exists.
+
+    Args:
+        loaded: the demo configuration.
+        password: alice's password.
+
+    Returns:
+        alice's otpauth URI.
+    """
     totp_cfg = loaded.config.totp
     store = await app.open_enrolments(loaded)
     try:
@@ -117,7 +126,7 @@ async def write_demo(directory: Path, *, port: int) -> DemoFiles:
             secret = user.tokens[0].secret
     finally:
         await store.close()
-    uri = otp.provisioning_uri(
+    return otp.provisioning_uri(
         secret,
         username=DEMO_USER,
         issuer=totp_cfg.issuer,
@@ -125,6 +134,26 @@ async def write_demo(directory: Path, *, port: int) -> DemoFiles:
         time_step=totp_cfg.time_step,
         algorithm=totp_cfg.algorithm,
     )
-    return DemoFiles(
-        config=config_file, secret_file=secret_file, password=password, otpauth_uri=uri
+
+
+def prepare(directory: Path, *, port: int) -> tuple[config.Loaded, DemoFiles]:
+    """Write the demo files and enrol the demo user.
+
+    Args:
+        directory: the demo folder.
+        port: UDP port on 127.0.0.1.
+
+    Returns:
+        The loaded configuration and what the admin needs to log in.
+    """
+    config_file = write_files(directory, port=port)
+    loaded = config.load(config_file)
+    password = (directory / "alice.password").read_text(encoding="utf-8").strip()
+    uri = asyncio.run(enrol_demo_user(loaded, password))
+    files = DemoFiles(
+        config=config_file,
+        secret_file=directory / "client.secret",
+        password=password,
+        otpauth_uri=uri,
     )
+    return loaded, files

@@ -34,11 +34,12 @@ from mfa_radius.core.policy import normalise_username
 from mfa_radius.core.prompts import fit_octets
 from mfa_radius.errors import StoreUnavailable
 from mfa_radius.ports import ChallengeStore, Clock
-from mfa_radius.radius.endpoint import Drop, Endpoint, NewRequest, Respond
+from mfa_radius.radius.endpoint import Endpoint, NewRequest, Respond
 from mfa_radius.radius.packet import Attribute, AttrType, Code
 from mfa_radius.service import Authenticator, Profile
 
 log = structlog.get_logger("mfa_radius.server")
+
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
@@ -133,11 +134,11 @@ class RadiusServer(asyncio.DatagramProtocol):
 
     # lifecycle ----------------------------------------------------------------------------
 
-    async def drain(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for in-flight requests, then cancel the rest."""
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for in-flight requests, then cancel the rest."""
         if not self._tasks:
             return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
         for task in pending:
             task.cancel()
         if pending:
@@ -184,7 +185,7 @@ class RadiusServer(asyncio.DatagramProtocol):
             self._send(reply, src)
             await self._share_reply(request, reply)
             self._finish(outcome, started)
-        except Exception:  # noqa: BLE001 (the per-datagram guard: one bad request never stops the server)
+        except Exception:
             self._endpoint.abandon(request)
             self.counters["drop:internal_error"] += 1
             log.exception("request_failed")
@@ -257,4 +258,3 @@ def _response(outcome: Outcome) -> tuple[Code, list[Attribute]]:
     if outcome.message:
         attributes.append((AttrType.REPLY_MESSAGE, fit_octets(outcome.message)))
     return Code.ACCESS_REJECT, attributes
-

@@ -227,54 +227,54 @@ class Authenticator:
         key = flow.challenge_key(state)
         structlog.contextvars.bind_contextvars(state_id=key[:8], mode=pol.mode.value)
         try:
-            record = await self._call(
-                self._store.get_challenge(key), self._timeouts.store, "store"
-            )
-            rejected = flow.check_pending(
-                record, username=attempt.username, client=attempt.client, now=self._clock.now()
-            )
-            if rejected is not None:
-                return rejected
-            assert record is not None  # noqa: S101 (check_pending rejects None)
-            structlog.contextvars.bind_contextvars(
-                factor=record.factor.value, attempt=record.attempts + 1
-            )
-            try:
-                user = await self._find_user(attempt.username)
-            except (EnrolmentUnavailable, TimeoutError):
-                return Reject(RejectReason.ENROLMENT_UNAVAILABLE)
-            if user is None or user.disabled or not user.tokens:
-                await self._call(self._store.take_challenge(key), self._timeouts.store, "store")
-                return Reject(RejectReason.USER_DISABLED if user else RejectReason.UNKNOWN_USER)
-
-            code = (attempt.password or b"").decode("utf-8", errors="replace").strip()
-            match = otp.check_totp(
-                user.tokens,
-                code,
-                now=self._clock.now(),
-                lookback_steps=pol.lookback_steps,
-                lookforward_steps=pol.lookforward_steps,
-            )
-            reason = RejectReason.BAD_CODE
-            if match is not None:
-                if await self._mark_used(match, pol):
-                    taken = await self._call(
-                        self._store.take_challenge(key), self._timeouts.store, "store"
-                    )
-                    return flow.after_right_code(taken)
-                reason = RejectReason.CODE_REPLAYED
-            attempts = await self._call(
-                self._store.add_attempt(key), self._timeouts.store, "store"
-            )
-            outcome = flow.after_wrong_code(
-                attempts, pol, state=state, digits=flow.code_digits(user), reason=reason
-            )
-            if isinstance(outcome, Reject) and attempts is not None:
-                await self._call(self._store.take_challenge(key), self._timeouts.store, "store")
-            return outcome
+            return await self._check_code(attempt, state, key, pol)
         except (StoreUnavailable, TimeoutError):
             # The password was checked in round one, not in this request: never fail open.
             return Reject(RejectReason.STORE_UNAVAILABLE)
+
+    async def _check_code(
+        self, attempt: AuthAttempt, state: bytes, key: str, pol: ClientPolicy
+    ) -> Outcome:
+        store_timeout = self._timeouts.store
+        record = await self._call(self._store.get_challenge(key), store_timeout, "store")
+        rejected = flow.check_pending(
+            record, username=attempt.username, client=attempt.client, now=self._clock.now()
+        )
+        if rejected is not None:
+            return rejected
+        assert record is not None  # noqa: S101 (check_pending rejects None)
+        structlog.contextvars.bind_contextvars(
+            factor=record.factor.value, attempt=record.attempts + 1
+        )
+        try:
+            user = await self._find_user(attempt.username)
+        except (EnrolmentUnavailable, TimeoutError):
+            return Reject(RejectReason.ENROLMENT_UNAVAILABLE)
+        if user is None or user.disabled or not user.tokens:
+            await self._call(self._store.take_challenge(key), store_timeout, "store")
+            return Reject(RejectReason.USER_DISABLED if user else RejectReason.UNKNOWN_USER)
+
+        code = (attempt.password or b"").decode("utf-8", errors="replace").strip()
+        match = otp.check_totp(
+            user.tokens,
+            code,
+            now=self._clock.now(),
+            lookback_steps=pol.lookback_steps,
+            lookforward_steps=pol.lookforward_steps,
+        )
+        reason = RejectReason.BAD_CODE
+        if match is not None:
+            if await self._mark_used(match, pol):
+                taken = await self._call(self._store.take_challenge(key), store_timeout, "store")
+                return flow.after_right_code(taken)
+            reason = RejectReason.CODE_REPLAYED
+        attempts = await self._call(self._store.add_attempt(key), store_timeout, "store")
+        outcome = flow.after_wrong_code(
+            attempts, pol, state=state, digits=flow.code_digits(user), reason=reason
+        )
+        if isinstance(outcome, Reject) and attempts is not None:
+            await self._call(self._store.take_challenge(key), store_timeout, "store")
+        return outcome
 
     async def _find_user(self, username: str) -> User | None:
         user = await self._call(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mfa_radius.core import prompts
 from mfa_radius.core.model import (
     Accept,
     AcceptReason,
@@ -49,8 +50,8 @@ class ClientPolicy:
     unenrolled: Unenrolled = Unenrolled.REJECT
     fail_mode: FailMode = FailMode.SECURE
     append_delimiter: str = ","
-    prompt: str = "Enter the {digits}-digit code from your authenticator app"
-    retry_prompt: str = "Wrong code. Enter the {digits}-digit code from your authenticator app"
+    prompt: str = prompts.DEFAULT_PROMPT
+    retry_prompt: str = prompts.DEFAULT_RETRY_PROMPT
     challenge_ttl: float = 300.0
     max_attempts: int = 3
     lookback_steps: int = 1

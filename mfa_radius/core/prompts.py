@@ -9,6 +9,12 @@ from __future__ import annotations
 
 MAX_ATTRIBUTE_OCTETS = 253
 
+DEFAULT_PROMPT = "Enter the {digits}-digit code from your authenticator app"
+"""The Access-Challenge prompt unless configured otherwise."""
+
+DEFAULT_RETRY_PROMPT = "Wrong code, {attempts_left} attempt(s) left. Enter the {digits}-digit code"
+"""The prompt after a wrong code unless configured otherwise."""
+
 
 def fit_octets(text: str, limit: int = MAX_ATTRIBUTE_OCTETS) -> bytes:
     """Encode ``text`` as UTF-8 and cut it to ``limit`` octets without splitting a character.

@@ -1,0 +1,228 @@
+"""MemoryChallengeStore: the embedded, single-node challenge store.
+
+Responsibility: keep pending challenges, one-time marks and the reply cache of one node in
+process memory, with the same observable behaviour as ``RedisChallengeStore`` (both pass
+``tests/adapters/test_challenge_store_contract.py``). It is the embedded default, so it sits on
+the hot path of every login and is written for speed: plain ``OrderedDict`` tables, no copies of
+the frozen ``PendingChallenge`` values, no locks.
+
+Rules this module keeps:
+
+* **Atomic by construction.** No method awaits before it has finished touching the tables, so
+  on one event loop every operation runs to completion before another starts. That gives
+  ``take_challenge``, ``mark_once`` and ``claim_request`` their exactly-once answers for free.
+  A second node cannot share this store; clusters use Redis.
+* **Time comes from the injected clock** (``ports.Clock``), so tests expire entries with
+  ``FakeClock.advance`` instead of sleeping.
+* **Memory stays bounded.** Reads drop an expired entry they meet (lazy expiry); every write
+  also drops a few expired entries from the front of each table (amortised sweep). Each table is
+  insertion-ordered and a rewritten key moves to the back, so with the constant TTL a caller
+  uses per kind of entry the front is always the next entry to expire and the sweep pops in
+  O(1) without a separate expiry index (a heap would keep stale index entries for every taken
+  or overwritten key until their TTL ran out). When TTLs vary, an expired entry may wait behind
+  a longer-lived one: it is invisible to reads and is dropped by the full purge that runs, at
+  most once per second of clock time, before the store admits it is full.
+* **No unbounded growth.** Beyond ``max_entries`` live entries a write raises
+  ``StoreUnavailable("memory", "full")``, which the client's fail mode turns into a decision,
+  instead of growing until the process is killed.
+
+It must not do I/O, log, or read the system clock directly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import replace
+from typing import TypeVar
+
+from mfa_radius.core.model import PendingChallenge
+from mfa_radius.errors import StoreUnavailable
+from mfa_radius.ports import Clock, RequestClaim
+
+_V = TypeVar("_V")
+
+_MIN_TTL = 0.001
+"""Shortest TTL in seconds; matches the 1 ms floor of ``RedisChallengeStore`` (PX >= 1)."""
+
+_SWEEP_BUDGET = 8
+"""Expired entries dropped per table on each write: more than one write adds, so the backlog
+of expired entries shrinks on every write while no single write pays for a large sweep."""
+
+_PURGE_INTERVAL = 1.0
+"""Seconds of clock time between two full purges when the store is at capacity: a full store
+under attack must not scan every table on every rejected write."""
+
+_OWNER = RequestClaim(owner=True)
+_IN_PROGRESS = RequestClaim(owner=False)
+
+_Table = OrderedDict[str, tuple[float, _V]]
+
+
+def _drop_front_expired(table: _Table[_V], now: float, budget: int) -> None:
+    """Pop up to ``budget`` expired entries from the front of ``table``."""
+    while budget and table:
+        key = next(iter(table))
+        if table[key][0] > now:
+            return
+        del table[key]
+        budget -= 1
+
+
+def _drop_all_expired(table: _Table[_V], now: float) -> None:
+    """Remove every expired entry, wherever it sits (O(n); used only when full)."""
+    for key in [k for k, (expires, _) in table.items() if expires <= now]:
+        del table[key]
+
+
+def _expiry(now: float, ttl: float) -> float:
+    """Return the absolute expiry for ``ttl`` seconds from ``now``, with the 1 ms floor."""
+    if not math.isfinite(ttl):
+        raise ValueError("ttl must be a finite number of seconds")
+    return now + (ttl if ttl > _MIN_TTL else _MIN_TTL)
+
+
+class MemoryChallengeStore:
+    """A ``ports.ChallengeStore`` in process memory for a single node.
+
+    Args:
+        clock: source of the current time; entries expire against it.
+        max_entries: the most live entries (challenges, marks and cached replies together)
+            the store holds before writes fail; bounds memory at about 0.25-0.4 KiB per entry
+            (measured with 32-hex-digit keys: a mark, a challenge with one attribute).
+    """
+
+    def __init__(self, clock: Clock, *, max_entries: int = 1_000_000) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self._clock = clock
+        self._max_entries = max_entries
+        self._challenges: _Table[PendingChallenge] = OrderedDict()
+        self._marks: _Table[None] = OrderedDict()
+        self._requests: _Table[bytes | None] = OrderedDict()
+        self._next_purge = -math.inf
+
+    def __len__(self) -> int:
+        """Return how many entries are held, including expired ones not yet dropped."""
+        return len(self._challenges) + len(self._marks) + len(self._requests)
+
+    async def put_challenge(self, key: str, record: PendingChallenge, ttl: float) -> None:
+        """Store a pending challenge under ``key`` for ``ttl`` seconds (overwrites).
+
+        Raises:
+            StoreUnavailable: the store holds ``max_entries`` live entries.
+        """
+        now = self._clock.now()
+        self._insert(self._challenges, key, (_expiry(now, ttl), record), now)
+
+    async def get_challenge(self, key: str) -> PendingChallenge | None:
+        """Return the pending challenge under ``key`` without consuming it, or None."""
+        entry = self._challenges.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= self._clock.now():
+            del self._challenges[key]
+            return None
+        return entry[1]
+
+    async def take_challenge(self, key: str) -> PendingChallenge | None:
+        """Remove and return the challenge: exactly one caller gets it.
+
+        Returns:
+            The challenge, or None when it is absent, expired or already taken.
+        """
+        entry = self._challenges.pop(key, None)
+        if entry is None or entry[0] <= self._clock.now():
+            return None
+        return entry[1]
+
+    async def add_attempt(self, key: str) -> int | None:
+        """Count one wrong code on the challenge, keeping its expiry.
+
+        Returns:
+            The new attempt count, or None when the challenge is gone.
+        """
+        entry = self._challenges.get(key)
+        if entry is None:
+            return None
+        expires, record = entry
+        if expires <= self._clock.now():
+            del self._challenges[key]
+            return None
+        attempts = record.attempts + 1
+        # Assigning to an existing key keeps its place, and the expiry is unchanged, so the
+        # table stays ordered by expiry (the KEEPTTL of the Redis store).
+        self._challenges[key] = (expires, replace(record, attempts=attempts))
+        return attempts
+
+    async def mark_once(self, key: str, ttl: float) -> bool:
+        """Set a mark that exists for ``ttl`` seconds.
+
+        Returns:
+            True for the first caller; False while the mark exists.
+
+        Raises:
+            StoreUnavailable: the store is full.
+        """
+        now = self._clock.now()
+        entry = self._marks.get(key)
+        if entry is not None and entry[0] > now:
+            return False
+        self._insert(self._marks, key, (_expiry(now, ttl), None), now)
+        return True
+
+    async def claim_request(self, key: str, ttl: float) -> RequestClaim:
+        """Claim a request for processing (RFC 5080 §2.2.2 duplicate detection).
+
+        Returns:
+            ``owner=True`` for the first claimant; otherwise the stored reply, or None while
+            the owner is still working on it.
+
+        Raises:
+            StoreUnavailable: the store is full.
+        """
+        now = self._clock.now()
+        entry = self._requests.get(key)
+        if entry is not None and entry[0] > now:
+            reply = entry[1]
+            return _IN_PROGRESS if reply is None else RequestClaim(owner=False, reply=reply)
+        self._insert(self._requests, key, (_expiry(now, ttl), None), now)
+        return _OWNER
+
+    async def store_reply(self, key: str, reply: bytes, ttl: float) -> None:
+        """Keep the reply of a claimed request so that duplicates get the same bytes.
+
+        Raises:
+            StoreUnavailable: the store is full.
+        """
+        now = self._clock.now()
+        self._insert(self._requests, key, (_expiry(now, ttl), reply), now)
+
+    async def ping(self) -> None:
+        """Return at once: process memory is always there."""
+
+    async def close(self) -> None:
+        """Drop every entry."""
+        self._challenges.clear()
+        self._marks.clear()
+        self._requests.clear()
+
+    def _insert(self, table: _Table[_V], key: str, entry: tuple[float, _V], now: float) -> None:
+        """Write ``entry`` at the back of ``table``, sweeping and enforcing the capacity."""
+        _drop_front_expired(self._challenges, now, _SWEEP_BUDGET)
+        _drop_front_expired(self._marks, now, _SWEEP_BUDGET)
+        _drop_front_expired(self._requests, now, _SWEEP_BUDGET)
+        # Re-inserting moves a rewritten key to the back: its new expiry is the latest.
+        if table.pop(key, None) is None and len(self) >= self._max_entries:
+            self._make_room(now)
+        table[key] = entry
+
+    def _make_room(self, now: float) -> None:
+        """Purge expired entries anywhere, or raise when every held entry is still live."""
+        if now >= self._next_purge:
+            self._next_purge = now + _PURGE_INTERVAL
+            _drop_all_expired(self._challenges, now)
+            _drop_all_expired(self._marks, now)
+            _drop_all_expired(self._requests, now)
+        if len(self) >= self._max_entries:
+            raise StoreUnavailable("memory", "full")

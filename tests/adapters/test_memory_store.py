@@ -1,0 +1,133 @@
+"""MemoryChallengeStore beyond the shared contract: capacity and release of expired entries.
+
+Time is a FakeClock throughout; nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from mfa_radius.adapters.memory_store import MemoryChallengeStore
+from mfa_radius.core.model import Factor, PendingChallenge
+from mfa_radius.errors import StoreUnavailable
+from tests.support.clock import FakeClock
+
+RECORD = PendingChallenge("alice", "vpn-gw1", Factor.TOTP, created=1.0, expires=2.0)
+
+Write = Callable[[MemoryChallengeStore, str], Awaitable[object]]
+
+WRITES: dict[str, Write] = {
+    "put_challenge": lambda s, k: s.put_challenge(k, RECORD, 60.0),
+    "mark_once": lambda s, k: s.mark_once(k, 60.0),
+    "claim_request": lambda s, k: s.claim_request(k, 60.0),
+    "store_reply": lambda s, k: s.store_reply(k, b"reply", 60.0),
+}
+
+
+async def fill(store: MemoryChallengeStore, count: int, ttl: float = 60.0) -> None:
+    for i in range(count):
+        await store.put_challenge(f"fill{i}", RECORD, ttl)
+
+
+class TestCapacity:
+    @pytest.mark.parametrize("write", WRITES.values(), ids=WRITES.keys())
+    async def test_raises_store_unavailable_when_full(self, clock: FakeClock, write: Write) -> None:
+        """A write of a new key beyond max_entries fails instead of growing the store."""
+        store = MemoryChallengeStore(clock, max_entries=10)
+        await fill(store, 10)
+        with pytest.raises(StoreUnavailable) as caught:
+            await write(store, "one-too-many")
+        assert (caught.value.backend, caught.value.detail) == ("memory", "full")
+
+    async def test_overwrite_succeeds_when_full(self, clock: FakeClock) -> None:
+        """Rewriting a key already held needs no extra room."""
+        store = MemoryChallengeStore(clock, max_entries=10)
+        await fill(store, 10)
+        await store.put_challenge("fill3", RECORD, 60.0)
+        assert len(store) == 10
+
+    async def test_put_succeeds_when_full_of_expired_entries(self, clock: FakeClock) -> None:
+        """Expired entries give their room to new ones."""
+        store = MemoryChallengeStore(clock, max_entries=10)
+        await fill(store, 10, ttl=5.0)
+        clock.advance(6.0)
+        await store.put_challenge("new", RECORD, 60.0)
+        assert await store.get_challenge("new") == RECORD
+
+    async def test_put_succeeds_when_expired_entries_sit_behind_live_ones(
+        self, clock: FakeClock
+    ) -> None:
+        """With mixed TTLs, expired entries queued behind a long-lived one still free room."""
+        store = MemoryChallengeStore(clock, max_entries=10)
+        await store.put_challenge("long", RECORD, 600.0)
+        await fill(store, 9, ttl=5.0)
+        clock.advance(6.0)
+        await store.put_challenge("new", RECORD, 60.0)
+        assert len(store) == 2
+
+    async def test_take_frees_room(self, clock: FakeClock) -> None:
+        """A taken challenge no longer counts against the capacity."""
+        store = MemoryChallengeStore(clock, max_entries=10)
+        await fill(store, 10)
+        await store.take_challenge("fill0")
+        await store.put_challenge("new", RECORD, 60.0)
+        assert len(store) == 10
+
+    def test_rejects_capacity_below_one(self, clock: FakeClock) -> None:
+        """A store that could hold nothing is a configuration error."""
+        with pytest.raises(ValueError, match="max_entries"):
+            MemoryChallengeStore(clock, max_entries=0)
+
+
+class TestRelease:
+    async def test_writes_release_expired_entries(self, clock: FakeClock) -> None:
+        """Expired entries are dropped by later writes, without anyone reading them."""
+        store = MemoryChallengeStore(clock)
+        await fill(store, 5, ttl=5.0)
+        await store.mark_once("m1", 5.0)
+        await store.claim_request("r1", 5.0)
+        clock.advance(6.0)
+        await store.put_challenge("new", RECORD, 60.0)
+        assert len(store) == 1
+
+    async def test_read_releases_expired_entry(self, clock: FakeClock) -> None:
+        """Reading an expired challenge drops it."""
+        store = MemoryChallengeStore(clock)
+        await store.put_challenge("s1", RECORD, 5.0)
+        clock.advance(6.0)
+        await store.get_challenge("s1")
+        assert len(store) == 0
+
+    async def test_rewrite_moves_entry_behind_older_ones(self, clock: FakeClock) -> None:
+        """A rewritten key with a fresh TTL does not hold back the release of older entries."""
+        store = MemoryChallengeStore(clock)
+        await store.put_challenge("first", RECORD, 5.0)
+        await store.put_challenge("second", RECORD, 5.0)
+        await store.put_challenge("first", RECORD, 60.0)
+        clock.advance(6.0)
+        await store.mark_once("m1", 60.0)
+        assert (len(store), await store.get_challenge("first")) == (2, RECORD)
+
+    async def test_close_drops_every_entry(self, clock: FakeClock) -> None:
+        """Closing the store releases everything it held."""
+        store = MemoryChallengeStore(clock)
+        await fill(store, 3)
+        await store.close()
+        assert len(store) == 0
+
+
+class TestTtl:
+    async def test_zero_ttl_expires_at_once(self, clock: FakeClock) -> None:
+        """A TTL of zero is raised to the 1 ms floor, so the entry is gone a moment later."""
+        store = MemoryChallengeStore(clock)
+        await store.put_challenge("s1", RECORD, 0.0)
+        clock.advance(0.001)
+        assert await store.get_challenge("s1") is None
+
+    async def test_rejects_non_finite_ttl(self, clock: FakeClock) -> None:
+        """An infinite TTL is a programming error, not an entry that never expires."""
+        store = MemoryChallengeStore(clock)
+        with pytest.raises(ValueError, match="finite"):
+            await store.mark_once("m1", float("inf"))
