@@ -186,8 +186,8 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
     store = open_store(loaded, clock)
     transports: list[asyncio.DatagramTransport] = []
     servers: list[RadiusServer] = []
+    local_primary = Argon2PrimaryAuthenticator(enrolments)
     try:
-        local_primary = Argon2PrimaryAuthenticator(enrolments)
         primaries: dict[str, PrimaryAuthenticator] = {"local": local_primary, "none": NoPrimary()}
         profiles = {
             c.name: Profile(policy=client_policy(cfg, c), primary=primaries[c.primary])
@@ -249,6 +249,7 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
             transport.close()
         for server in servers:
             await server.drain(DRAIN_SECONDS)
+        local_primary.close()
         await store.close()
         await enrolments.close()
         counters: dict[str, int] = {}

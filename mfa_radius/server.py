@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import structlog
 
@@ -100,9 +101,9 @@ class RadiusServer(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Remember the socket to answer on."""
-        assert isinstance(transport, asyncio.DatagramTransport)  # noqa: S101 (UDP only)
-        self._transport = transport
-        sockname = transport.get_extra_info("sockname")
+        # uvloop's UDP transport does not subclass asyncio.DatagramTransport; it has sendto.
+        self._transport = cast(asyncio.DatagramTransport, transport)
+        sockname = self._transport.get_extra_info("sockname")
         self._server_ip = str(sockname[0]) if sockname else ""
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
