@@ -95,13 +95,17 @@ def _orjson_dumps(obj: MutableMapping[str, Any], **_: Any) -> str:
     return orjson.dumps(obj, default=str).decode()
 
 
-def configure(*, level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
+def configure(
+    *, level: str = "info", fmt: str = "json", stream: TextIO | None = None, cache: bool = True
+) -> None:
     """Configure structlog once, from the composition root.
 
     Args:
         level: lowest level written (``debug`` ... ``error``).
         fmt: ``json`` (one object per line) or ``console`` (for a terminal).
         stream: where lines go; standard output by default.
+        cache: let each logger keep its configuration after first use (fast; turn off only
+            where the configuration changes later, as in tests).
     """
     renderer: structlog.typing.Processor
     if fmt == "console":
@@ -125,5 +129,5 @@ def configure(*, level: str = "info", fmt: str = "json", stream: TextIO | None =
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.WriteLoggerFactory(file=stream or sys.stdout),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )

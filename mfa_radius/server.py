@@ -233,7 +233,8 @@ class RadiusServer(asyncio.DatagramProtocol):
         elif isinstance(outcome, Reject):
             kind, reason = "reject", outcome.reason.value
         else:
-            kind, reason = "challenge", "challenge_issued"
+            kind = "challenge"
+            reason = outcome.retry_reason.value if outcome.retry_reason else "challenge_issued"
         self.counters[f"outcome:{kind}"] += 1
         log.info("request_finished", outcome=kind, reason=reason, duration_ms=duration_ms)
 

@@ -138,10 +138,14 @@ class TestChallengeMode:
                 await authenticator.authenticate(attempt(b"000000", state=reply.state), profile())
             )
         assert outcomes[0] == ChallengeReply(
-            reply.state, "Wrong code, 2 attempt(s) left. Enter the 6-digit code"
+            reply.state,
+            "Wrong code, 2 attempt(s) left. Enter the 6-digit code",
+            RejectReason.BAD_CODE,
         )
         assert outcomes[1] == ChallengeReply(
-            reply.state, "Wrong code, 1 attempt(s) left. Enter the 6-digit code"
+            reply.state,
+            "Wrong code, 1 attempt(s) left. Enter the 6-digit code",
+            RejectReason.BAD_CODE,
         )
         assert outcomes[2] == Reject(RejectReason.TOO_MANY_ATTEMPTS)
         late = await authenticator.authenticate(

@@ -18,8 +18,11 @@ key id, never a silent reject of every login.
 
 Hot path: :meth:`SqlEnrolmentStore.find_user` runs once per login. It is one statement (users
 LEFT OUTER JOIN totp_tokens on the unique username index), built once at import so that
-SQLAlchemy's compiled cache serves every call, and decrypts tokens in-process (AES-GCM is a few
-microseconds).
+SQLAlchemy's compiled cache serves every call, run on an autocommit *reader* engine (no
+BEGIN/ROLLBACK around it), and decrypts tokens in-process (AES-GCM is a few microseconds).
+With aiosqlite most of its latency is the hand-off to the connection's worker thread (several
+per statement inside SQLAlchemy's adapter), not SQLite; :meth:`SqlEnrolmentStore.find_users`
+amortises that over a batch of concurrent logins.
 
 Errors: driver and SQLAlchemy errors become :class:`mfa_radius.errors.EnrolmentUnavailable`
 (backend ``"enrolment-db"``) without their text, which may quote a URL with credentials.
@@ -253,7 +256,8 @@ def _create_engine(
     round trips per login; with aiosqlite it saves the ROLLBACK on every pool check-in, one
     hop to the connection's thread (``skip_autocommit_rollback``).
     """
-    parsed = make_url(url)
+    with _errors():  # a malformed URL or an unknown driver name is an ArgumentError
+        parsed = make_url(url)
     sqlite = parsed.get_backend_name() == "sqlite"
     options: dict[str, Any] = (
         {"isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True} if reader else {}
@@ -266,17 +270,18 @@ def _create_engine(
             raise EnrolmentUnavailable(
                 BACKEND, f"the database directory {str(directory)!r} does not exist"
             )
-    if sqlite and parsed.database in (None, "", ":memory:"):
-        # One shared connection, or each checkout would see its own empty database.
-        engine = create_async_engine(parsed, poolclass=StaticPool, **options)
-    else:
-        engine = create_async_engine(
-            parsed,
-            pool_size=pool_size,
-            max_overflow=max_overflow,
-            pool_timeout=pool_timeout,
-            **options,
-        )
+    with _errors():
+        if sqlite and parsed.database in (None, "", ":memory:"):
+            # One shared connection, or each checkout would see its own empty database.
+            engine = create_async_engine(parsed, poolclass=StaticPool, **options)
+        else:
+            engine = create_async_engine(
+                parsed,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_timeout=pool_timeout,
+                **options,
+            )
     if sqlite:
         busy_ms = int(busy_timeout * 1000)
 
@@ -311,7 +316,7 @@ class SqlEnrolmentStore:
 
     def __init__(self, reader: AsyncEngine, writer: AsyncEngine, keyring: Keyring) -> None:
         self._reader = reader
-        self._engine = writer
+        self._writer = writer
         self._keyring = keyring
 
     @classmethod
@@ -380,7 +385,7 @@ class SqlEnrolmentStore:
         """Store the key-check value of the current key if this database has none yet."""
         key_id = self._keyring.current_key_id
         with _errors():
-            async with self._engine.connect() as conn:
+            async with self._writer.connect() as conn:
                 found = await conn.execute(
                     select(key_check.c.key_id).where(key_check.c.key_id == key_id)
                 )
@@ -388,7 +393,7 @@ class SqlEnrolmentStore:
                     return
             blob = self._keyring.encrypt(_KEY_CHECK_VALUE, aad=_key_check_aad(key_id))
             try:
-                async with self._engine.begin() as conn:
+                async with self._writer.begin() as conn:
                     await conn.execute(
                         insert(key_check).values(key_id=key_id, check_enc=blob, created_at=_now())
                     )
@@ -522,7 +527,7 @@ class SqlEnrolmentStore:
         )
         with _errors():
             try:
-                async with self._engine.begin() as conn:
+                async with self._writer.begin() as conn:
                     await conn.execute(
                         insert(users).values(
                             id=user.user_id,
@@ -548,7 +553,7 @@ class SqlEnrolmentStore:
             EnrolmentUnavailable: the database cannot be read, or a secret does not decrypt.
         """
         with _errors():
-            async with self._engine.connect() as conn:
+            async with self._writer.connect() as conn:
                 rows = (await conn.execute(_USER_WITH_TOKENS)).all()
         return list(self._assemble(rows))
 
@@ -564,7 +569,7 @@ class SqlEnrolmentStore:
             EnrolmentUnavailable: the database cannot be written.
         """
         with _errors():
-            async with self._engine.begin() as conn:
+            async with self._writer.begin() as conn:
                 result = await conn.execute(
                     update(users).where(users.c.username == username).values(disabled=disabled)
                 )
@@ -582,7 +587,7 @@ class SqlEnrolmentStore:
             EnrolmentUnavailable: the database cannot be written.
         """
         with _errors():
-            async with self._engine.begin() as conn:
+            async with self._writer.begin() as conn:
                 result = await conn.execute(delete(users).where(users.c.username == username))
                 if result.rowcount == 0:
                     raise NotFound(f"user {username!r} is not enrolled")
@@ -599,7 +604,7 @@ class SqlEnrolmentStore:
             EnrolmentUnavailable: the database cannot be written.
         """
         with _errors():
-            async with self._engine.begin() as conn:
+            async with self._writer.begin() as conn:
                 user_id = await _user_id(conn, username)
                 result = await conn.execute(
                     update(passwords)
@@ -658,7 +663,7 @@ class SqlEnrolmentStore:
             serial=serial,
         )
         with _errors():
-            async with self._engine.begin() as conn:
+            async with self._writer.begin() as conn:
                 user_id = await _user_id(conn, username)
                 blob = self._keyring.encrypt(secret, aad=token_aad(token.token_id, user_id))
                 await conn.execute(
@@ -690,7 +695,7 @@ class SqlEnrolmentStore:
             EnrolmentUnavailable: the database cannot be written.
         """
         with _errors():
-            async with self._engine.begin() as conn:
+            async with self._writer.begin() as conn:
                 user_id = await _user_id(conn, username)
                 result = await conn.execute(
                     delete(totp_tokens).where(totp_tokens.c.user_id == user_id)
@@ -713,7 +718,7 @@ class SqlEnrolmentStore:
         current = self._keyring.current_key_id
         count = 0
         with _errors():
-            async with self._engine.begin() as conn:
+            async with self._writer.begin() as conn:
                 result = await conn.execute(
                     select(totp_tokens.c.id, totp_tokens.c.user_id, totp_tokens.c.secret_enc).where(
                         totp_tokens.c.key_id != current
@@ -744,7 +749,7 @@ class SqlEnrolmentStore:
             EnrolmentUnavailable: the database cannot be read.
         """
         with _errors():
-            async with self._engine.connect() as conn:
+            async with self._writer.connect() as conn:
                 used = (
                     await conn.execute(
                         select(totp_tokens.c.key_id, func.count()).group_by(totp_tokens.c.key_id)
@@ -782,7 +787,7 @@ class SqlEnrolmentStore:
         try:
             await self._reader.dispose()
         finally:
-            await self._engine.dispose()
+            await self._writer.dispose()
 
 
 async def _user_id(conn: AsyncConnection, username: str) -> str:

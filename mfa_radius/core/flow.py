@@ -216,7 +216,7 @@ def after_wrong_code(
     prompt = prompts.render(
         policy.retry_prompt, digits=digits, attempts_left=policy.max_attempts - attempts
     )
-    return ChallengeReply(state=state, prompt=prompt)
+    return ChallengeReply(state=state, prompt=prompt, retry_reason=reason)
 
 
 def after_appended_code(

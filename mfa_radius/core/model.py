@@ -231,10 +231,13 @@ class ChallengeReply:
     Attributes:
         state: the State attribute value (16+ random bytes).
         prompt: the Reply-Message text shown to the user.
+        retry_reason: why the user is asked again (a wrong or replayed code); None for a
+            first challenge.
     """
 
     state: bytes
     prompt: str
+    retry_reason: RejectReason | None = None
 
 
 Outcome = Accept | Reject | ChallengeReply

@@ -5,9 +5,10 @@ Two ways in:
 * :func:`mfa_radius.adapters.sql_enrolments.migrate` (every start-up) opens an async engine,
   and hands a synchronous connection to Alembic through ``config.attributes["connection"]``
   (``AsyncConnection.run_sync``); no ``alembic.ini`` is needed at runtime.
-* Developers writing a revision run the ``alembic`` command with
-  ``-c /dev/null -x url=sqlite+aiosqlite:///dev.db`` and ``script_location=mfa_radius:migrations``;
-  then this module opens its own async engine.
+* Developers writing a revision run the ``alembic`` command with a two-line ini file
+  (``[alembic]`` / ``script_location = mfa_radius:migrations``) and
+  ``-x url=sqlite+aiosqlite:///dev.db``, e.g. ``alembic -c dev.ini -x url=... revision
+  --autogenerate -m "..."``; then this module opens its own async engine.
 
 On PostgreSQL a transaction-scoped advisory lock serialises nodes that start together, so only
 one of them applies a revision. SQLite databases are batch-migrated (``render_as_batch``)

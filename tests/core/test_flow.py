@@ -151,7 +151,9 @@ class TestAfterCode:
         result = flow.after_wrong_code(
             attempts, _policy(retry_prompt="left {attempts_left}"), state=STATE, digits=6
         )
-        assert result == ChallengeReply(state=STATE, prompt=f"left {3 - attempts}")
+        assert result == ChallengeReply(
+            state=STATE, prompt=f"left {3 - attempts}", retry_reason=RejectReason.BAD_CODE
+        )
 
     def test_wrong_code_rejects_on_last_attempt(self) -> None:
         """At max_attempts the login is rejected as too_many_attempts."""
