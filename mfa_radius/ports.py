@@ -167,11 +167,16 @@ class PrimaryAuthenticator(Protocol):
     Raises :class:`mfa_radius.errors.PrimaryUnavailable` when the backend cannot answer.
     """
 
-    async def verify(self, attempt: AuthAttempt, password: bytes) -> PrimaryResult:
+    async def verify(
+        self, attempt: AuthAttempt, password: bytes, *, upstream_state: bytes | None = None
+    ) -> PrimaryResult:
         """Check ``password`` for ``attempt.username``.
 
         Args:
             attempt: the request (attributes may be forwarded upstream).
-            password: the password part (in append mode: without the code).
+            password: the password part (in append mode: without the code), or the user's
+                answer to an upstream challenge.
+            upstream_state: the State of the upstream's own Access-Challenge this request
+                answers (upstream RADIUS only); None for a first request.
         """
         ...

@@ -28,7 +28,9 @@ from mfa_radius.core.model import (
     Factor,
     Mode,
     Outcome,
+    PendingChallenge,
     PrimaryAccept,
+    PrimaryChallenge,
     PrimaryResult,
     Reject,
     RejectReason,
@@ -79,7 +81,9 @@ class Profile:
 class NoPrimary:
     """``primary = "none"``: the NAS already checked the password; accept any."""
 
-    async def verify(self, attempt: AuthAttempt, password: bytes) -> PrimaryResult:
+    async def verify(
+        self, attempt: AuthAttempt, password: bytes, *, upstream_state: bytes | None = None
+    ) -> PrimaryResult:
         """Accept without looking at the password."""
         return PrimaryAccept()
 
@@ -140,7 +144,7 @@ class Authenticator:
             async with asyncio.timeout(budget):
                 if attempt.state is None:
                     return await self._first_round(attempt, profile, progress)
-                return await self._second_round(attempt, attempt.state, profile.policy)
+                return await self._second_round(attempt, attempt.state, profile, progress)
         except TimeoutError:
             log.warning("backend_failed", backend="response_window", error="TimeoutError")
             return policy.on_backend_failure(
@@ -162,16 +166,32 @@ class Authenticator:
             split = otp.split_appended(attempt.password, pol.append_delimiter, digits=6)
             if split is not None:
                 password, code = split
+        return await self._primary_step(attempt, profile, progress, password, code, None)
 
+    async def _primary_step(
+        self,
+        attempt: AuthAttempt,
+        profile: Profile,
+        progress: _Progress,
+        password: bytes,
+        code: str | None,
+        upstream_state: bytes | None,
+    ) -> Outcome:
+        """Check the password (or the answer to an upstream challenge), then go on."""
+        pol = profile.policy
         try:
             primary = await self._call(
-                profile.primary.verify(attempt, password), self._timeouts.primary, "primary"
+                profile.primary.verify(attempt, password, upstream_state=upstream_state),
+                self._timeouts.primary,
+                "primary",
             )
         except (PrimaryUnavailable, TimeoutError):
             return Reject(RejectReason.PRIMARY_UNAVAILABLE)
         rejected = flow.after_primary(primary)
         if rejected is not None:
             return rejected
+        if isinstance(primary, PrimaryChallenge):
+            return await self._relay(attempt, pol, primary)
         assert isinstance(primary, PrimaryAccept)  # noqa: S101 (after_primary ruled out Reject)
         progress.primary_verified = True
         progress.attributes = attrs = primary.attributes
@@ -196,17 +216,38 @@ class Authenticator:
             issue = flow.issue_challenge(
                 user, pol, attrs, now=self._clock.now(), state=self._new_state()
             )
-            await self._call(
-                self._store.put_challenge(issue.key, issue.record, issue.ttl),
-                self._timeouts.store,
-                "store",
-            )
+            await self._put(issue)
         except (StoreUnavailable, TimeoutError):
             return policy.on_backend_failure(
                 RejectReason.STORE_UNAVAILABLE, pol, primary_verified=True, attributes=attrs
             )
-        structlog.contextvars.bind_contextvars(state_id=issue.key[:8])
         return issue.reply
+
+    async def _relay(
+        self, attempt: AuthAttempt, pol: ClientPolicy, primary: PrimaryChallenge
+    ) -> Outcome:
+        """Pass the upstream's own challenge to the NAS under a State of ours."""
+        structlog.contextvars.bind_contextvars(factor=Factor.UPSTREAM.value)
+        issue = flow.relay_upstream(
+            primary,
+            pol,
+            username=attempt.username,
+            now=self._clock.now(),
+            state=self._new_state(),
+        )
+        try:
+            await self._put(issue)
+        except (StoreUnavailable, TimeoutError):
+            return Reject(RejectReason.STORE_UNAVAILABLE)
+        return issue.reply
+
+    async def _put(self, issue: flow.IssueChallenge) -> None:
+        await self._call(
+            self._store.put_challenge(issue.key, issue.record, issue.ttl),
+            self._timeouts.store,
+            "store",
+        )
+        structlog.contextvars.bind_contextvars(state_id=issue.key[:8])
 
     async def _check_appended(
         self, user: User, code: str | None, pol: ClientPolicy, attrs: tuple[Attribute, ...]
@@ -223,26 +264,47 @@ class Authenticator:
         fresh = match is not None and await self._mark_used(match, pol)
         return flow.after_appended_code(match is not None, fresh, attrs)
 
-    async def _second_round(self, attempt: AuthAttempt, state: bytes, pol: ClientPolicy) -> Outcome:
+    async def _second_round(
+        self, attempt: AuthAttempt, state: bytes, profile: Profile, progress: _Progress
+    ) -> Outcome:
         key = flow.challenge_key(state)
+        pol = profile.policy
         structlog.contextvars.bind_contextvars(state_id=key[:8], mode=pol.mode.value)
         try:
-            return await self._check_code(attempt, state, key, pol)
+            record = await self._call(self._store.get_challenge(key), self._timeouts.store, "store")
+            rejected = flow.check_pending(
+                record, username=attempt.username, client=attempt.client, now=self._clock.now()
+            )
+            if rejected is not None:
+                return rejected
+            assert record is not None  # noqa: S101 (check_pending rejects None)
+            if record.upstream_state:
+                taken = await self._call(
+                    self._store.take_challenge(key), self._timeouts.store, "store"
+                )
+                if taken is None:
+                    return Reject(RejectReason.UNKNOWN_STATE)
+            else:
+                return await self._check_code(attempt, state, key, pol, record)
         except (StoreUnavailable, TimeoutError):
             # The password was checked in round one, not in this request: never fail open.
             return Reject(RejectReason.STORE_UNAVAILABLE)
+        # The user answered the upstream's own challenge: it goes back upstream, and what the
+        # upstream says next is handled like a first answer.
+        answer = attempt.password or b""
+        return await self._primary_step(
+            attempt, profile, progress, answer, None, taken.upstream_state
+        )
 
     async def _check_code(
-        self, attempt: AuthAttempt, state: bytes, key: str, pol: ClientPolicy
+        self,
+        attempt: AuthAttempt,
+        state: bytes,
+        key: str,
+        pol: ClientPolicy,
+        record: PendingChallenge,
     ) -> Outcome:
         store_timeout = self._timeouts.store
-        record = await self._call(self._store.get_challenge(key), store_timeout, "store")
-        rejected = flow.check_pending(
-            record, username=attempt.username, client=attempt.client, now=self._clock.now()
-        )
-        if rejected is not None:
-            return rejected
-        assert record is not None  # noqa: S101 (check_pending rejects None)
         structlog.contextvars.bind_contextvars(
             factor=record.factor.value, attempt=record.attempts + 1
         )

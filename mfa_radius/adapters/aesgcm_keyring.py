@@ -20,7 +20,6 @@ text and its name), log, or put key material or plaintext into an exception mess
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 import secrets
 from collections.abc import Mapping
@@ -99,7 +98,7 @@ class Keyring:
             key_id, encoded = fields
             try:
                 key = base64.b64decode(encoded, validate=True)
-            except binascii.Error:
+            except ValueError:  # binascii.Error, or non-ASCII text
                 raise KeyUnavailable(f"{where}: the key is not valid base64") from None
             if len(key) != KEY_BYTES:
                 raise KeyUnavailable(f"{where}: the key must be {KEY_BYTES} bytes")
@@ -173,7 +172,7 @@ class Keyring:
             raise KeyUnavailable(f"key id {key_id!r} is not in the key file")
         try:
             raw = base64.b64decode(blob[len(key_id) + 1 :], validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or non-ASCII text
             raise KeyUnavailable(f"a secret stored under key id {key_id!r} is malformed") from None
         if len(raw) < NONCE_BYTES + _TAG_BYTES:
             raise KeyUnavailable(f"a secret stored under key id {key_id!r} is malformed")

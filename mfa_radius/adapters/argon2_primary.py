@@ -109,12 +109,15 @@ class Argon2PrimaryAuthenticator:
         )
         self._dummy = _dummy_hash()
 
-    async def verify(self, attempt: AuthAttempt, password: bytes) -> PrimaryResult:
+    async def verify(
+        self, attempt: AuthAttempt, password: bytes, *, upstream_state: bytes | None = None
+    ) -> PrimaryResult:
         """Check ``password`` against the stored hash of ``attempt.username``.
 
         Args:
             attempt: the request; only its username is used.
             password: the password as received (bytes; hashes were made from its UTF-8).
+            upstream_state: ignored: the local backend never challenges.
 
         Returns:
             :class:`PrimaryAccept`, or :class:`PrimaryReject` with ``missing_password``,

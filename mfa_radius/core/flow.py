@@ -12,6 +12,7 @@ A login is at most two Access-Requests (RFC 2865 §4.4)::
     mode append: code right       -> Accept            wrong code, last attempt -> Reject
     mode append: code wrong       -> Reject
     mode challenge                -> Challenge (+record stored under a fresh State)
+    upstream challenges           -> Challenge relayed (upstream answer -> round one again)
 
 The functions below are those rows. They take the time and the fresh State as arguments and
 return values; the service performs the store and database calls between them.
@@ -30,8 +31,9 @@ from mfa_radius.core.model import (
     ChallengeReply,
     Factor,
     PendingChallenge,
-    PrimaryAccept,
+    PrimaryChallenge,
     PrimaryReject,
+    PrimaryResult,
     Reject,
     RejectReason,
     Unenrolled,
@@ -75,8 +77,8 @@ def code_digits(user: User) -> int:
     return user.tokens[0].digits if user.tokens else 6
 
 
-def after_primary(primary: PrimaryAccept | PrimaryReject) -> Reject | None:
-    """Round one, primary result: a rejection ends the login; None means go on.
+def after_primary(primary: PrimaryResult) -> Reject | None:
+    """Primary result: a rejection ends the login; None means go on (accept or relay).
 
     The Reject keeps the backend's reason for the audit line; the NAS only ever sees
     Access-Reject, so it cannot tell an unknown user from a wrong password (RFC 2865 §4.3).
@@ -143,6 +145,52 @@ def issue_challenge(
         reply_attributes=attributes,
     )
     prompt = prompts.render(policy.prompt, digits=code_digits(user))
+    return IssueChallenge(
+        key=challenge_key(state),
+        record=record,
+        ttl=policy.challenge_ttl,
+        reply=ChallengeReply(state=state, prompt=prompt),
+    )
+
+
+def relay_upstream(
+    primary: PrimaryChallenge,
+    policy: ClientPolicy,
+    *,
+    username: str,
+    now: float,
+    state: bytes,
+) -> IssueChallenge:
+    """Relay the upstream server's own Access-Challenge under a State of ours.
+
+    The NAS sees our State; the record maps it to the upstream's, which goes back upstream
+    with the user's answer. The upstream's State never reaches the NAS, so it cannot be
+    replayed against the upstream around us.
+
+    Args:
+        primary: the upstream's challenge.
+        policy: the client's settings.
+        username: the normalised user.
+        now: current time, epoch seconds.
+        state: a fresh random State of :data:`STATE_BYTES` bytes.
+
+    Returns:
+        What to store and what to send.
+
+    Raises:
+        ValueError: when ``state`` is shorter than 16 bytes.
+    """
+    if len(state) < STATE_BYTES:
+        raise ValueError("State must carry at least 128 random bits")
+    record = PendingChallenge(
+        username=username,
+        client=policy.name,
+        factor=Factor.UPSTREAM,
+        created=now,
+        expires=now + policy.challenge_ttl,
+        upstream_state=primary.state,
+    )
+    prompt = prompts.fit_octets(primary.prompt).decode("utf-8")
     return IssueChallenge(
         key=challenge_key(state),
         record=record,

@@ -24,6 +24,7 @@ class Factor(StrEnum):
     SMS = "sms"  #: one-time code sent by text message
     VOICE = "voice"  #: one-time code read out by a phone call
     APPROVE = "approve"  #: a call that asks the user to press a key
+    UPSTREAM = "upstream"  #: the upstream RADIUS server's own challenge, relayed
 
 
 class Mode(StrEnum):
@@ -143,6 +144,7 @@ class PendingChallenge:
         attempts: wrong codes entered so far.
         reply_attributes: attributes to return on the final Access-Accept.
         code_hash: keyed hash of a sent one-time code (SMS/voice), hex; empty for TOTP.
+        upstream_state: the upstream server's State when this record relays its challenge.
     """
 
     username: str
@@ -153,6 +155,7 @@ class PendingChallenge:
     attempts: int = 0
     reply_attributes: tuple[Attribute, ...] = ()
     code_hash: str = ""
+    upstream_state: bytes = b""
 
     def to_json_dict(self) -> dict[str, object]:
         """Return a JSON-safe dict (bytes as hex) for the challenge store."""
@@ -165,6 +168,7 @@ class PendingChallenge:
             "n": self.attempts,
             "a": [[t, v.hex()] for t, v in self.reply_attributes],
             "h": self.code_hash,
+            "us": self.upstream_state.hex(),
         }
 
     @classmethod
@@ -186,6 +190,7 @@ class PendingChallenge:
                 attempts=int(str(data.get("n", 0))),
                 reply_attributes=attrs,
                 code_hash=str(data.get("h", "")),
+                upstream_state=bytes.fromhex(str(data.get("us", ""))),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"bad pending challenge record: {type(exc).__name__}") from exc
@@ -268,15 +273,40 @@ class AuthAttempt:
 
 
 @dataclass(frozen=True, slots=True)
+class Identity:
+    """What a directory says about a user at login time (LDAP / Active Directory).
+
+    The NAS extension for Entra MFA takes the phone number from the directory at login time;
+    so can we. These values feed the audit line, group policy, and phone factors.
+
+    Attributes:
+        dn: the user's distinguished name.
+        display_name: for the audit line.
+        email: for the audit line.
+        phones: E.164 or raw phone numbers, in configured attribute order.
+        groups: group names (DNs or CNs as configured), case-folded, nested ones included
+            where the directory resolves nesting.
+    """
+
+    dn: str = ""
+    display_name: str = ""
+    email: str = ""
+    phones: tuple[str, ...] = ()
+    groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class PrimaryAccept:
     """The primary backend accepted the password.
 
     Attributes:
         attributes: reply attributes the backend granted (Class, Filter-Id, ...), kept for the
             final Access-Accept.
+        identity: directory attributes of the user, when the backend reads them.
     """
 
     attributes: tuple[Attribute, ...] = ()
+    identity: Identity | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,5 +322,21 @@ class PrimaryReject:
     message: str | None = None
 
 
-PrimaryResult = PrimaryAccept | PrimaryReject
+@dataclass(frozen=True, slots=True)
+class PrimaryChallenge:
+    """The primary backend (an upstream RADIUS server) answered with its own Access-Challenge.
+
+    The proxy relays it to the NAS under a State of its own, keeping ``state`` to send back
+    upstream with the user's answer.
+
+    Attributes:
+        state: the upstream's State value (opaque; sent back unchanged).
+        prompt: the upstream's Reply-Message text.
+    """
+
+    state: bytes
+    prompt: str = ""
+
+
+PrimaryResult = PrimaryAccept | PrimaryReject | PrimaryChallenge
 """What a primary backend says about a password."""

@@ -31,7 +31,9 @@ class StaticPrimary:
         self.calls = 0
         self.down = False
 
-    async def verify(self, attempt: AuthAttempt, password: bytes) -> PrimaryResult:
+    async def verify(
+        self, attempt: AuthAttempt, password: bytes, *, upstream_state: bytes | None = None
+    ) -> PrimaryResult:
         """Accept the configured password; raise PrimaryUnavailable while ``down``."""
         self.calls += 1
         if self.down:
