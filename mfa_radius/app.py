@@ -23,6 +23,7 @@ import structlog
 
 from mfa_radius.adapters.aesgcm_keyring import Keyring
 from mfa_radius.adapters.argon2_primary import Argon2PrimaryAuthenticator
+from mfa_radius.adapters.batched_lookup import BatchedUserLookup
 from mfa_radius.adapters.memory_store import MemoryChallengeStore
 from mfa_radius.adapters.redis_store import RedisChallengeStore
 from mfa_radius.adapters.sql_enrolments import SqlEnrolmentStore
@@ -194,7 +195,7 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
             for c in cfg.client
         }
         authenticator = Authenticator(
-            enrolments=enrolments,
+            users=BatchedUserLookup(enrolments),
             store=store,
             clock=clock,
             timeouts=Timeouts(

@@ -92,6 +92,17 @@ class ChallengeStore(Protocol):
         ...
 
 
+class UserLookup(Protocol):
+    """Finds a user and their enrolled factors on the login path.
+
+    Raises :class:`mfa_radius.errors.EnrolmentUnavailable` when the database is down.
+    """
+
+    async def find_user(self, username: str) -> User | None:
+        """Return the user with their decrypted tokens, or None when not enrolled."""
+        ...
+
+
 class EnrolmentStore(Protocol):
     """Users, their enrolled factors and local passwords: what must survive a restart.
 
@@ -102,6 +113,10 @@ class EnrolmentStore(Protocol):
 
     async def find_user(self, username: str) -> User | None:
         """Return the user with their decrypted tokens, or None when not enrolled."""
+        ...
+
+    async def find_users(self, usernames: list[str]) -> dict[str, User]:
+        """Return the enrolled users among ``usernames`` in one query, by username."""
         ...
 
     async def get_password_hash(self, username: str) -> str | None:

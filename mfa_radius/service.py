@@ -43,7 +43,7 @@ from mfa_radius.errors import (
     PrimaryUnavailable,
     StoreUnavailable,
 )
-from mfa_radius.ports import ChallengeStore, Clock, EnrolmentStore, PrimaryAuthenticator
+from mfa_radius.ports import ChallengeStore, Clock, PrimaryAuthenticator, UserLookup
 
 log = structlog.get_logger("mfa_radius.service")
 
@@ -102,7 +102,7 @@ class Authenticator:
     """Decides Access-Requests.
 
     Args:
-        enrolments: users and their tokens.
+        users: finds users and their tokens (the enrolment database, batched).
         store: pending challenges and replay marks, shared by the cluster.
         clock: the time source (epoch seconds).
         timeouts: per-backend deadlines.
@@ -112,13 +112,13 @@ class Authenticator:
     def __init__(
         self,
         *,
-        enrolments: EnrolmentStore,
+        users: UserLookup,
         store: ChallengeStore,
         clock: Clock,
         timeouts: Timeouts,
         new_state: Callable[[], bytes] | None = None,
     ) -> None:
-        self._enrolments = enrolments
+        self._users = users
         self._store = store
         self._clock = clock
         self._timeouts = timeouts
@@ -340,7 +340,7 @@ class Authenticator:
 
     async def _find_user(self, username: str) -> User | None:
         user = await self._call(
-            self._enrolments.find_user(username), self._timeouts.enrolment, "enrolment"
+            self._users.find_user(username), self._timeouts.enrolment, "enrolment"
         )
         if user is not None:
             structlog.contextvars.bind_contextvars(

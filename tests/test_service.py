@@ -73,7 +73,7 @@ def authenticator(
     enrolments: SqlEnrolmentStore, store: ChallengeStore, clock: FakeClock
 ) -> Authenticator:
     return Authenticator(
-        enrolments=enrolments, store=store, clock=clock, timeouts=Timeouts(0.5, 2.0, 5.0)
+        users=enrolments, store=store, clock=clock, timeouts=Timeouts(0.5, 2.0, 5.0)
     )
 
 
@@ -305,7 +305,7 @@ class TestLocalPrimary:
     ) -> None:
         """The argon2 backend checks the password kept in the enrolment database."""
         auth = Authenticator(
-            enrolments=enrolments, store=store, clock=clock, timeouts=Timeouts(0.5, 2.0, 5.0)
+            users=enrolments, store=store, clock=clock, timeouts=Timeouts(0.5, 2.0, 5.0)
         )
         primary = Argon2PrimaryAuthenticator(enrolments)
         try:
@@ -339,7 +339,7 @@ class TestBackendFailures:
     ) -> Callable[[ChallengeStore], Authenticator]:
         def make(store: ChallengeStore) -> Authenticator:
             return Authenticator(
-                enrolments=enrolments, store=store, clock=clock, timeouts=Timeouts(0.5, 2.0, 5.0)
+                users=enrolments, store=store, clock=clock, timeouts=Timeouts(0.5, 2.0, 5.0)
             )
 
         return make
