@@ -117,23 +117,28 @@ def open_store(loaded: Loaded, clock: SystemClock) -> ChallengeStore:
 
 
 def client_policy(cfg: Config, client: ClientConfig) -> ClientPolicy:
-    """The decision settings of one client, from its block and the global sections."""
+    """The decision settings of one client, from its profile and the global sections."""
+    prof = cfg.profile_of(client)
     return ClientPolicy(
         name=client.name,
-        mode=client.mode,
-        unenrolled=client.unenrolled,
-        fail_mode=client.fail_mode,
-        append_delimiter=client.append_delimiter,
-        prompt=client.prompt or cfg.challenge.prompt,
+        mode=prof.mode,
+        unenrolled=prof.unenrolled,
+        fail_mode=prof.fail_mode,
+        append_delimiter=prof.append_delimiter,
+        prompt=prof.prompt or cfg.challenge.prompt,
         retry_prompt=cfg.challenge.retry_prompt,
         challenge_ttl=cfg.challenge.ttl,
         max_attempts=cfg.challenge.max_attempts,
         lookback_steps=cfg.totp.lookback_steps,
         lookforward_steps=cfg.totp.lookforward_steps,
-        response_window=client.response_window,
-        fold_case=client.fold_case,
-        strip_domain=client.strip_domain,
-        strip_realm=client.strip_realm,
+        response_window=prof.response_window,
+        fold_case=prof.fold_case,
+        strip_domain=prof.strip_domain,
+        strip_realm=prof.strip_realm,
+        exempt_users=frozenset(prof.exempt_users),
+        exempt_groups=frozenset(g.casefold() for g in prof.exempt_groups),
+        require_groups=frozenset(g.casefold() for g in prof.require_groups),
+        pass_reply_message=prof.pass_reply_message,
     )
 
 
@@ -191,7 +196,9 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
     try:
         primaries: dict[str, PrimaryAuthenticator] = {"local": local_primary, "none": NoPrimary()}
         profiles = {
-            c.name: Profile(policy=client_policy(cfg, c), primary=primaries[c.primary])
+            c.name: Profile(
+                policy=client_policy(cfg, c), primary=primaries[cfg.profile_of(c).primary]
+            )
             for c in cfg.client
         }
         authenticator = Authenticator(
@@ -201,7 +208,7 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
             timeouts=Timeouts(
                 store=cfg.store.timeout,
                 enrolment=cfg.enrolment.timeout,
-                primary=max(c.response_window for c in cfg.client),
+                primary=max(p.response_window for p in cfg.profiles().values()),
             ),
         )
         endpoint = Endpoint(client_table(loaded), reply_ttl=cfg.server.reply_cache_ttl)
@@ -230,8 +237,7 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
                 )
             except OSError as exc:
                 raise ConfigError(
-                    f"{loaded.path}: server.listen[{index}]: cannot bind {item}: "
-                    f"{exc.strerror or type(exc).__name__}"
+                    f"{loaded.path}: server.listen[{index}]: cannot bind {item}: {_os_reason(exc)}"
                 ) from None
             transports.append(transport)
             servers.append(server)
@@ -258,6 +264,14 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
             for key, value in server.counters.items():
                 counters[key] = counters.get(key, 0) + value
         log.info("server_stopped", node=node, counters=counters)
+
+
+def _os_reason(exc: OSError) -> str:
+    """The operating system's reason (uvloop keeps it on the cause of its own OSError)."""
+    for error in (exc, exc.__cause__):
+        if isinstance(error, OSError) and error.strerror:
+            return error.strerror
+    return type(exc).__name__
 
 
 def _same(server: RadiusServer) -> RadiusServer:

@@ -35,8 +35,11 @@ from mfa_radius.radius.packet import AttrType
 
 T = TypeVar("T")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# soft_wrap: a "file: key.path: problem" line stays one line in a pipe or a journal; outside a
+# terminal, tables get room instead of the 80 columns rich assumes.
+_WIDTH = None if sys.stdout.isatty() else 200
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 
 cli = typer.Typer(
     name="mfa-radius",
@@ -130,14 +133,18 @@ def check_config(config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
 
     _run(check())
     cfg = loaded.config
-    table = Table("client", "ipaddr", "mode", "primary", "fail_mode", "message-authenticator")
+    table = Table(
+        "client", "ipaddr", "profile", "mode", "primary", "fail_mode", "message-authenticator"
+    )
     for c in cfg.client:
+        prof = cfg.profile_of(c)
         table.add_row(
             c.name,
             ", ".join(str(n) for n in c.ipaddr),
-            c.mode.value,
-            c.primary,
-            c.fail_mode.value,
+            c.profile,
+            prof.mode.value,
+            prof.primary,
+            prof.fail_mode.value,
             c.require_message_authenticator.value,
         )
     out.print(table)
@@ -336,7 +343,15 @@ def login(
 ) -> None:
     """Log in through the proxy as a NAS would: password, challenge prompt, code, outcome."""
     if secret_file is not None:
-        secret = secret_file.read_text(encoding="utf-8").splitlines()[0].strip()
+        try:
+            lines = secret_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            err.print(f"{secret_file}: cannot read: {exc.strerror or type(exc).__name__}")
+            raise typer.Exit(2) from None
+        secret = lines[0].strip() if lines else ""
+        if not secret:
+            err.print(f"{secret_file}: empty secret file")
+            raise typer.Exit(2)
     if not secret:
         err.print("give --secret or --secret-file")
         raise typer.Exit(2)

@@ -126,37 +126,10 @@ class ClientConfig(_Model):
         description="yes | no | auto: drop Proxy-State without Message-Authenticator "
         "(FreeRADIUS 3.2.5).",
     )
-    mode: Mode = Field(
-        default=Mode.CHALLENGE,
-        description="challenge: ask for the code in a second round; "
-        "append: password<delimiter>code; none: password only.",
+    profile: str = Field(
+        default="default",
+        description="Name of the [profile.NAME] this NAS uses; 'default' needs no section.",
     )
-    primary: Literal["local", "none"] = Field(
-        default="local",
-        description="Password check: local (enrolment database) or none (the NAS already did it).",
-    )
-    append_delimiter: str = Field(
-        default=",", max_length=4, description="Separator between password and code in append mode."
-    )
-    unenrolled: Unenrolled = Field(
-        default=Unenrolled.REJECT, description="reject | accept users with no second factor."
-    )
-    fail_mode: FailMode = Field(
-        default=FailMode.SECURE,
-        description="secure: reject when a backend fails after the password; safe: accept.",
-    )
-    response_window: float = Field(
-        default=10.0,
-        gt=0,
-        le=120,
-        description="Seconds this NAS waits for an answer; every request is answered within it.",
-    )
-    prompt: str | None = Field(
-        default=None, description="Challenge prompt for this client; default [challenge].prompt."
-    )
-    strip_domain: bool = Field(default=False, description="Turn DOMAIN\\user into user.")
-    strip_realm: bool = Field(default=False, description="Turn user@realm into user.")
-    fold_case: bool = Field(default=True, description="Compare usernames case-insensitively.")
 
     @field_validator("ipaddr", mode="before")
     @classmethod
@@ -182,6 +155,212 @@ def _check_secret(value: str) -> None:
         raise ValueError(f"shared secret must be at least {MIN_SECRET_LENGTH} characters")
     if "CHANGE" in value.upper() and "ME" in value.upper():
         raise ValueError("shared secret is still the example placeholder")
+
+
+PrimaryName = Literal["local", "none", "upstream", "ldap"]
+FactorName = Literal["totp"]
+
+
+def _default_factors() -> list[FactorName]:
+    return ["totp"]
+
+
+class ProfileConfig(_Model):
+    """``[profile.NAME]``: how logins from the clients naming this profile are decided."""
+
+    primary: PrimaryName = Field(
+        default="local",
+        description="Password check: local (enrolment database), upstream ([[home_server]]), "
+        "ldap ([ldap]) or none (the NAS already did it).",
+    )
+    mode: Mode = Field(
+        default=Mode.CHALLENGE,
+        description="challenge: ask for the code in a second round; "
+        "append: password<delimiter>code; none: password only.",
+    )
+    factors: list[FactorName] = Field(
+        default_factory=_default_factors,
+        min_length=1,
+        description="Second factors allowed, in order of preference.",
+    )
+    append_delimiter: str = Field(
+        default=",", max_length=4, description="Separator between password and code in append mode."
+    )
+    unenrolled: Unenrolled = Field(
+        default=Unenrolled.REJECT, description="reject | accept users with no second factor."
+    )
+    fail_mode: FailMode = Field(
+        default=FailMode.SECURE,
+        description="secure: reject when a backend fails after the password; safe: accept.",
+    )
+    response_window: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description="Seconds the NAS waits for an answer; every request is answered within it.",
+    )
+    prompt: str | None = Field(
+        default=None, description="Challenge prompt; default [challenge].prompt."
+    )
+    exempt_users: list[str] = Field(
+        default_factory=list, description="Users who skip the second factor (after the password)."
+    )
+    exempt_groups: list[str] = Field(
+        default_factory=list,
+        description="Directory groups whose members skip the second factor (primary = ldap).",
+    )
+    require_groups: list[str] = Field(
+        default_factory=list,
+        description="When set, users outside these directory groups are rejected (primary = ldap).",
+    )
+    pass_reply_message: bool = Field(
+        default=False,
+        description="Pass the upstream's Reply-Message of an Access-Reject on to the NAS.",
+    )
+    strip_domain: bool = Field(default=False, description="Turn DOMAIN\\user into user.")
+    strip_realm: bool = Field(default=False, description="Turn user@realm into user.")
+    fold_case: bool = Field(default=True, description="Compare usernames case-insensitively.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_fits(cls, value: str | None) -> str | None:
+        return None if value is None else check_prompt(value)
+
+    @model_validator(mode="after")
+    def _groups_need_a_directory(self) -> ProfileConfig:
+        if (self.exempt_groups or self.require_groups) and self.primary != "ldap":
+            raise ValueError('exempt_groups and require_groups need primary = "ldap"')
+        return self
+
+
+class HomeServerConfig(_Model):
+    """``[[home_server]]``: an upstream RADIUS server (NPS, FreeRADIUS), in fail-over order."""
+
+    name: str = Field(min_length=1, description="Name used in logs (the audit 'upstream' key).")
+    ipaddr: str = Field(description="Address of the server (IPv4 or IPv6 literal).")
+    port: int = Field(default=1812, gt=0, lt=65536, description="Authentication port.")
+    secret: SecretStr | None = Field(default=None, description="Shared secret with the server.")
+    secret_file: Path | None = Field(default=None, description="File holding the secret.")
+    response_window: float = Field(
+        default=5.0, gt=0, le=60, description="Seconds to wait before failing over to the next."
+    )
+    zombie_period: float = Field(
+        default=40.0, gt=0, description="Seconds without answers before a server is dead."
+    )
+    revive_interval: float = Field(
+        default=60.0, gt=0, description="Seconds before a dead server is tried again."
+    )
+    status_check: Literal["status-server", "none"] = Field(
+        default="status-server", description="Probe unanswering servers with Status-Server."
+    )
+    require_message_authenticator: bool = Field(
+        default=True,
+        description="Ignore replies without Message-Authenticator (BlastRADIUS); "
+        "false only for servers that cannot send it.",
+    )
+
+    @field_validator("ipaddr")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _check_secret(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> HomeServerConfig:
+        if (self.secret is None) == (self.secret_file is None):
+            raise ValueError("set exactly one of secret and secret_file")
+        return self
+
+
+class UpstreamConfig(_Model):
+    """``[upstream]``: what is forwarded to the home servers and what comes back."""
+
+    forward_attributes: list[str] = Field(
+        default_factory=lambda: [
+            "NAS-IP-Address",
+            "NAS-IPv6-Address",
+            "NAS-Identifier",
+            "NAS-Port",
+            "NAS-Port-Type",
+            "Called-Station-Id",
+            "Calling-Station-Id",
+        ],
+        description="Request attributes passed on upstream besides User-Name and User-Password.",
+    )
+    reply_attributes: list[str] = Field(
+        default_factory=list,
+        description="Reply attributes kept from the upstream Accept; empty keeps all "
+        "(Class, Filter-Id, vendor attributes...).",
+    )
+    probe_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between Status-Server probes of a zombie server."
+    )
+
+
+class LdapConfig(_Model):
+    """``[ldap]``: LDAP / Active Directory as the password check and identity source."""
+
+    server: list[str] = Field(
+        default_factory=list,
+        description="ldaps:// or ldap:// URLs in fail-over order.",
+    )
+    start_tls: bool = Field(default=False, description="StartTLS on ldap:// URLs.")
+    ca_file: Path | None = Field(
+        default=None, description="CA certificates to verify the server with (always verified)."
+    )
+    bind_dn: str | None = Field(default=None, description="Service account for searches.")
+    bind_password_file: Path | None = Field(
+        default=None, description="File holding the service account's password."
+    )
+    base_dn: str = Field(default="", description="Where users (and groups) are searched.")
+    user_filter: str = Field(
+        default="(uid={username})",
+        description="Search filter; AD: (sAMAccountName={username}). {username} is escaped.",
+    )
+    dn_template: str | None = Field(
+        default=None,
+        description="Direct bind without a search: uid={username},ou=people,dc=example,dc=org.",
+    )
+    display_name_attribute: str = Field(default="displayName", description="Display name.")
+    email_attribute: str = Field(default="mail", description="E-mail address.")
+    phone_attributes: list[str] = Field(
+        default_factory=lambda: ["mobile", "telephoneNumber"],
+        description="Phone number attributes, first non-empty wins.",
+    )
+    group_attribute: str = Field(default="memberOf", description="Group membership attribute.")
+    nested_groups: bool = Field(
+        default=False, description="Resolve nested groups (AD LDAP_MATCHING_RULE_IN_CHAIN)."
+    )
+    group_name: Literal["dn", "cn"] = Field(
+        default="cn", description="Compare groups by full DN or by CN."
+    )
+    connect_timeout: float = Field(default=3.0, gt=0, description="Seconds to connect.")
+    operation_timeout: float = Field(default=5.0, gt=0, description="Seconds per operation.")
+    pool_size: int = Field(default=4, ge=1, le=64, description="Worker threads for LDAP calls.")
+
+    @field_validator("server")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("ldap://", "ldaps://")):
+                raise ValueError(f"{url!r} is not an ldap:// or ldaps:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _bind_method(self) -> LdapConfig:
+        no_service_account = not self.bind_dn or self.bind_password_file is None
+        if self.server and self.dn_template is None and no_service_account:
+            raise ValueError("set bind_dn and bind_password_file, or dn_template")
+        if "{username}" not in (self.dn_template or self.user_filter):
+            raise ValueError("the filter or dn_template must contain {username}")
+        return self
 
 
 class StoreConfig(_Model):
@@ -305,6 +484,10 @@ class Config(_Model):
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     client: list[ClientConfig] = Field(min_length=1, description="The NAS allowed to ask.")
+    profile: dict[str, ProfileConfig] = Field(default_factory=dict)
+    home_server: list[HomeServerConfig] = Field(default_factory=list)
+    upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
+    ldap: LdapConfig = Field(default_factory=LdapConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     enrolment: EnrolmentConfig = Field(default_factory=EnrolmentConfig)
@@ -313,15 +496,39 @@ class Config(_Model):
     log: LogConfig = Field(default_factory=LogConfig)
 
     @model_validator(mode="after")
-    def _unique_clients(self) -> Config:
-        names = [c.name for c in self.client]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"client names must be unique: {', '.join(dupes)}")
+    def _consistent(self) -> Config:
+        for kind, names in (
+            ("client", [c.name for c in self.client]),
+            ("home_server", [h.name for h in self.home_server]),
+        ):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{kind} names must be unique: {', '.join(dupes)}")
         for client in self.client:
-            if client.prompt is not None:
-                check_prompt(client.prompt)
+            if client.profile != "default" and client.profile not in self.profile:
+                raise ValueError(
+                    f"client {client.name!r} names profile {client.profile!r}, "
+                    "which has no [profile.{client.profile}] section"
+                )
+        for name, prof in self.profiles().items():
+            if prof.primary == "upstream" and not self.home_server:
+                raise ValueError(
+                    f'profile {name!r} uses primary = "upstream" '
+                    "but no [[home_server]] is configured"
+                )
+            if prof.primary == "ldap" and not self.ldap.server:
+                raise ValueError(
+                    f'profile {name!r} uses primary = "ldap" but [ldap] server is empty'
+                )
         return self
+
+    def profiles(self) -> dict[str, ProfileConfig]:
+        """Every profile by name, with ``default`` present (built-in defaults unless set)."""
+        return {"default": ProfileConfig(), **self.profile}
+
+    def profile_of(self, client: ClientConfig) -> ProfileConfig:
+        """The profile a client uses."""
+        return self.profiles()[client.profile]
 
 
 class Loaded(BaseModel):
@@ -333,6 +540,8 @@ class Loaded(BaseModel):
         client_secrets: shared secret of each client, by client name.
         redis_password: the Redis password, if configured.
         key_text: the secret-encryption key lines, if configured.
+        home_server_secrets: shared secret of each home server, by name.
+        ldap_bind_password: the LDAP service account's password, if configured.
     """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
@@ -342,6 +551,8 @@ class Loaded(BaseModel):
     client_secrets: dict[str, SecretStr]
     redis_password: SecretStr | None = None
     key_text: SecretStr | None = None
+    home_server_secrets: dict[str, SecretStr] = {}
+    ldap_bind_password: SecretStr | None = None
 
     def database_path(self) -> Path | None:
         """The SQLite file of the enrolment database, or None for another engine."""
@@ -383,18 +594,19 @@ def load(path: Path, *, environ: dict[str, str] | None = None) -> Loaded:
     except ValidationError as exc:
         raise ConfigError(_describe(path, exc)) from None
 
-    secrets_by_client: dict[str, SecretStr] = {}
-    for index, client in enumerate(config.client):
-        if client.secret is not None:
-            secrets_by_client[client.name] = client.secret
-            continue
-        assert client.secret_file is not None  # noqa: S101 (guaranteed by _one_secret)
-        text = _read_secret(path, f"client[{index}].secret_file", client.secret_file)
-        try:
-            _check_secret(text)
-        except ValueError as exc:
-            raise ConfigError(f"{path}: client[{index}].secret_file: {exc}") from None
-        secrets_by_client[client.name] = SecretStr(text)
+    secrets_by_client = {
+        c.name: _shared_secret(path, f"client[{i}]", c.secret, c.secret_file)
+        for i, c in enumerate(config.client)
+    }
+    home_secrets = {
+        h.name: _shared_secret(path, f"home_server[{i}]", h.secret, h.secret_file)
+        for i, h in enumerate(config.home_server)
+    }
+    ldap_password = None
+    if config.ldap.bind_password_file is not None:
+        ldap_password = SecretStr(
+            _read_secret(path, "ldap.bind_password_file", config.ldap.bind_password_file)
+        )
 
     redis_password = None
     if config.redis.password_file is not None:
@@ -414,17 +626,39 @@ def load(path: Path, *, environ: dict[str, str] | None = None) -> Loaded:
         client_secrets=secrets_by_client,
         redis_password=redis_password,
         key_text=key_text,
+        home_server_secrets=home_secrets,
+        ldap_bind_password=ldap_password,
     )
+
+
+def _shared_secret(
+    path: Path, where: str, inline: SecretStr | None, file: Path | None
+) -> SecretStr:
+    """The shared secret given inline or in a file (validated models hold exactly one)."""
+    if inline is not None:
+        return inline
+    assert file is not None  # noqa: S101 (guaranteed by the model's _one_secret)
+    text = _read_secret(path, f"{where}.secret_file", file)
+    try:
+        _check_secret(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {where}.secret_file: {exc}") from None
+    return SecretStr(text)
 
 
 def _resolve_paths(raw: dict[str, object], base: Path) -> None:
     """Make file paths in the raw document absolute, relative to the config file's folder."""
-    clients = raw.get("client")
-    if isinstance(clients, list):
-        for client in clients:
-            if isinstance(client, dict) and isinstance(client.get("secret_file"), str):
-                client["secret_file"] = str(base / client["secret_file"])
-    for section, key in (("redis", "password_file"), ("enrolment", "key_file")):
+    for blocks in (raw.get("client"), raw.get("home_server")):
+        if isinstance(blocks, list):
+            for block in blocks:
+                if isinstance(block, dict) and isinstance(block.get("secret_file"), str):
+                    block["secret_file"] = str(base / block["secret_file"])
+    for section, key in (
+        ("redis", "password_file"),
+        ("enrolment", "key_file"),
+        ("ldap", "bind_password_file"),
+        ("ldap", "ca_file"),
+    ):
         table = raw.get(section)
         if isinstance(table, dict) and isinstance(table.get(key), str):
             table[key] = str(base / table[key])

@@ -33,6 +33,8 @@ node_name = "demo"
 name = "demo-nas"
 ipaddr = ["127.0.0.1/32", "::1/128"]
 secret_file = "client.secret"
+
+[profile.default]
 mode = "challenge"
 primary = "local"
 

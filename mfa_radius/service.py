@@ -21,8 +21,6 @@ import structlog
 
 from mfa_radius.core import flow, otp, policy
 from mfa_radius.core.model import (
-    Accept,
-    AcceptReason,
     Attribute,
     AuthAttempt,
     Factor,
@@ -187,7 +185,7 @@ class Authenticator:
             )
         except (PrimaryUnavailable, TimeoutError):
             return Reject(RejectReason.PRIMARY_UNAVAILABLE)
-        rejected = flow.after_primary(primary)
+        rejected = flow.after_primary(primary, pol)
         if rejected is not None:
             return rejected
         if isinstance(primary, PrimaryChallenge):
@@ -195,8 +193,13 @@ class Authenticator:
         assert isinstance(primary, PrimaryAccept)  # noqa: S101 (after_primary ruled out Reject)
         progress.primary_verified = True
         progress.attributes = attrs = primary.attributes
-        if pol.mode is Mode.NONE:
-            return Accept(AcceptReason.PRIMARY_ONLY, attrs)
+        if primary.identity is not None:
+            structlog.contextvars.bind_contextvars(
+                display_name=primary.identity.display_name, email=primary.identity.email
+            )
+        decided = flow.after_password(primary, pol, username=attempt.username)
+        if decided is not None:
+            return decided
 
         try:
             user = await self._find_user(attempt.username)

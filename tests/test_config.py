@@ -60,6 +60,10 @@ class TestExample:
             "totp": config.TotpConfig,
             "challenge": config.ChallengeConfig,
             "log": config.LogConfig,
+            "profile": config.ProfileConfig,
+            "home_server": config.HomeServerConfig,
+            "upstream": config.UpstreamConfig,
+            "ldap": config.LdapConfig,
         }
         missing = [
             f"{name}.{field}"
@@ -74,10 +78,42 @@ class TestExample:
 class TestErrors:
     def test_unknown_key_names_file_and_key_path(self, tmp_path: Path) -> None:
         """A typo is an error naming the file and where it is."""
-        path = _write(tmp_path, MINIMAL + "respnse_window = 3\n")
+        path = _write(tmp_path, MINIMAL + "profle = 3\n")
         with pytest.raises(ConfigError) as info:
             config.load(path)
-        assert str(info.value) == f"{path}: client[0].respnse_window: unknown key"
+        assert str(info.value) == f"{path}: client[0].profle: unknown key"
+
+    def test_unknown_profile_is_named(self, tmp_path: Path) -> None:
+        """A client naming a profile that does not exist is an error naming it."""
+        path = _write(tmp_path, MINIMAL + 'profile = "vnp"\n')
+        with pytest.raises(ConfigError, match=r"client 'vpn' names profile 'vnp'"):
+            config.load(path)
+
+    def test_profile_key_typo_names_the_profile(self, tmp_path: Path) -> None:
+        """A typo inside a profile names the profile and the key."""
+        path = _write(tmp_path, MINIMAL + '[profile.default]\nfail_mod = "safe"\n')
+        with pytest.raises(ConfigError, match=r"profile\.default\.fail_mod: unknown key"):
+            config.load(path)
+
+    def test_upstream_primary_needs_a_home_server(self, tmp_path: Path) -> None:
+        """primary = upstream without any [[home_server]] is refused."""
+        path = _write(tmp_path, MINIMAL + '[profile.default]\nprimary = "upstream"\n')
+        with pytest.raises(ConfigError, match="no \\[\\[home_server\\]\\]"):
+            config.load(path)
+
+    def test_groups_need_a_directory(self, tmp_path: Path) -> None:
+        """exempt_groups with a primary that has no groups is refused."""
+        path = _write(tmp_path, MINIMAL + '[profile.default]\nexempt_groups = ["a"]\n')
+        with pytest.raises(ConfigError, match="need primary"):
+            config.load(path)
+
+    def test_home_server_secret_file_is_read(self, tmp_path: Path) -> None:
+        """A home server's secret_file is read like a client's."""
+        (tmp_path / "nps.secret").write_text(SECRET + "\n")
+        text = MINIMAL + '[profile.default]\nprimary = "upstream"\n'
+        text += '[[home_server]]\nname = "nps"\nipaddr = "127.0.0.1"\nsecret_file = "nps.secret"\n'
+        loaded = config.load(_write(tmp_path, text))
+        assert loaded.home_server_secrets["nps"].get_secret_value() == SECRET
 
     def test_bad_cidr_is_named(self, tmp_path: Path) -> None:
         """An address that is not a network is refused with its key path."""

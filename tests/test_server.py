@@ -32,7 +32,7 @@ def code_now(offset_steps: int = 0) -> str:
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[app.Running]:
-    cfg = proxy.write_config(tmp_path, client='primary = "local"')
+    cfg = proxy.write_config(tmp_path, profile='primary = "local"')
     async with proxy.in_process(cfg) as proxy_:
         await proxy.enrol(proxy_, "alice", password=PASSWORD)
         yield proxy_
@@ -162,7 +162,7 @@ class TestDrops:
 
     async def test_overload_drops_and_counts(self, tmp_path: Path) -> None:
         """Past max_in_flight new requests are dropped (the NAS retransmits) and counted."""
-        cfg = proxy.write_config(tmp_path, client='primary = "local"', extra="")
+        cfg = proxy.write_config(tmp_path, profile='primary = "local"', extra="")
         text = cfg.path.read_text().replace(
             'node_name = "test"', 'node_name = "test"\nmax_in_flight = 1'
         )
@@ -186,7 +186,7 @@ class TestAuditLog:
         buffer = io.StringIO()
         logs.configure(level="info", fmt="json", stream=buffer, cache=False)
         try:
-            cfg = proxy.write_config(tmp_path, client='primary = "local"')
+            cfg = proxy.write_config(tmp_path, profile='primary = "local"')
             async with proxy.in_process(cfg) as running:
                 await proxy.enrol(running, "alice", password=PASSWORD)
                 port = _port(running)
@@ -259,7 +259,7 @@ class TestCluster:
             redis_url=redis_url,
             node="node-a",
             database=shared_db,
-            client=NO_PRIMARY,
+            profile=NO_PRIMARY,
         )
         b = proxy.write_config(
             tmp_path / "b",
@@ -268,7 +268,7 @@ class TestCluster:
             redis_url=redis_url,
             node="node-b",
             database=shared_db,
-            client=NO_PRIMARY,
+            profile=NO_PRIMARY,
         )
         return (
             proxy.ProxyProcess(a, tmp_path / "a.log"),

@@ -6,7 +6,9 @@ A login is at most two Access-Requests (RFC 2865 §4.4)::
     ---------------------------------------------     -----------------------------------------
     no / empty password           -> Reject            State unknown or expired -> Reject
     primary rejects               -> Reject            other user or client     -> Reject
-    mode none                     -> Accept            code right, first use    -> Accept (+attrs)
+    outside require_groups        -> Reject            code right, first use    -> Accept (+attrs)
+    exempt user or group          -> Accept
+    mode none                     -> Accept
     not enrolled                  -> Reject | Accept   code right, replayed     -> wrong code
     disabled                      -> Reject            wrong code, attempts left -> Challenge
     mode append: code right       -> Accept            wrong code, last attempt -> Reject
@@ -30,7 +32,9 @@ from mfa_radius.core.model import (
     Attribute,
     ChallengeReply,
     Factor,
+    Mode,
     PendingChallenge,
+    PrimaryAccept,
     PrimaryChallenge,
     PrimaryReject,
     PrimaryResult,
@@ -77,14 +81,41 @@ def code_digits(user: User) -> int:
     return user.tokens[0].digits if user.tokens else 6
 
 
-def after_primary(primary: PrimaryResult) -> Reject | None:
+def after_primary(primary: PrimaryResult, policy: ClientPolicy) -> Reject | None:
     """Primary result: a rejection ends the login; None means go on (accept or relay).
 
     The Reject keeps the backend's reason for the audit line; the NAS only ever sees
     Access-Reject, so it cannot tell an unknown user from a wrong password (RFC 2865 §4.3).
+    The backend's Reply-Message is passed on only when the profile allows it.
     """
     if isinstance(primary, PrimaryReject):
-        return Reject(primary.reason, primary.message)
+        return Reject(primary.reason, primary.message if policy.pass_reply_message else None)
+    return None
+
+
+def after_password(
+    primary: PrimaryAccept, policy: ClientPolicy, *, username: str
+) -> Accept | Reject | None:
+    """Round one, password accepted: apply the profile's group and exemption rules.
+
+    Order matters: ``require_groups`` is checked first, so an exempt user outside the
+    allowed groups is still refused; then exemptions; then mode ``none``.
+
+    Args:
+        primary: the backend's acceptance, with the user's directory identity if any.
+        policy: the client's settings.
+        username: the normalised user.
+
+    Returns:
+        A decision, or None when the second factor must follow.
+    """
+    groups = primary.identity.groups if primary.identity is not None else frozenset()
+    if policy.require_groups and not policy.require_groups & groups:
+        return Reject(RejectReason.GROUP_NOT_ALLOWED)
+    if username in policy.exempt_users or policy.exempt_groups & groups:
+        return Accept(AcceptReason.EXEMPT, primary.attributes)
+    if policy.mode is Mode.NONE:
+        return Accept(AcceptReason.PRIMARY_ONLY, primary.attributes)
     return None
 
 

@@ -68,6 +68,7 @@ class RejectReason(StrEnum):
     PRIMARY_UNAVAILABLE = "primary_unavailable"  #: primary backend down, fail mode secure
     PRIMARY_REJECTED = "primary_rejected"  #: the upstream server rejected the password
     TIMEOUT = "timeout"  #: the client's response window ran out
+    GROUP_NOT_ALLOWED = "group_not_allowed"  #: not in the profile's require_groups
 
 
 class AcceptReason(StrEnum):
@@ -77,6 +78,7 @@ class AcceptReason(StrEnum):
     PRIMARY_ONLY = "primary_only"  #: the client's mode is ``none``
     UNENROLLED_ALLOWED = "unenrolled_allowed"  #: no factor enrolled and the client allows it
     FAIL_SAFE = "fail_safe"  #: a backend failed after the password and fail mode is safe
+    EXEMPT = "exempt"  #: the user or one of their groups is exempt from the second factor
 
 
 @dataclass(frozen=True, slots=True)

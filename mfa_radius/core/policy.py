@@ -43,6 +43,10 @@ class ClientPolicy:
         fold_case: compare usernames case-insensitively.
         strip_domain: turn ``DOMAIN\user`` into ``user``.
         strip_realm: turn ``user@realm`` into ``user``.
+        exempt_users: normalised usernames that skip the second factor.
+        exempt_groups: case-folded directory groups whose members skip the second factor.
+        require_groups: when not empty, users outside these groups are rejected.
+        pass_reply_message: pass the primary's Reply-Message of a reject on to the NAS.
     """
 
     name: str
@@ -60,6 +64,10 @@ class ClientPolicy:
     fold_case: bool = True
     strip_domain: bool = False
     strip_realm: bool = False
+    exempt_users: frozenset[str] = frozenset()
+    exempt_groups: frozenset[str] = frozenset()
+    require_groups: frozenset[str] = frozenset()
+    pass_reply_message: bool = False
 
 
 def normalise_username(raw: str, policy: ClientPolicy) -> str:

@@ -37,10 +37,19 @@ class TestFromText:
             (KEY_A, "no key id"),
             (f"k:1 {KEY_A}", "colon in key id"),
             (f"k1 {KEY_A[:-4]}", "invalid base64"),
+            ("k1 \u00e9t\u00e9", "non-ASCII base64"),
             (f"k1 {base64.b64encode(bytes(31)).decode()}", "31 bytes"),
             (f"k1 {base64.b64encode(bytes(33)).decode()}", "33 bytes"),
         ],
-        ids=["three-fields", "no-key-id", "colon-in-id", "bad-base64", "short-key", "long-key"],
+        ids=[
+            "three-fields",
+            "no-key-id",
+            "colon-in-id",
+            "bad-base64",
+            "non-ascii",
+            "short-key",
+            "long-key",
+        ],
     )
     def test_malformed_line_names_source_and_line_when_invalid(self, line: str, why: str) -> None:
         """A malformed line is a KeyUnavailable naming the file and line number only."""
@@ -80,6 +89,28 @@ class TestFromText:
         """Any text is either a keyring or a KeyUnavailable, never another exception."""
         try:
             ring = keyring(text)
+        except KeyUnavailable:
+            return
+        assert ring.current_key_id in ring.key_ids
+
+    @given(
+        st.lists(
+            st.tuples(
+                st.text(max_size=8),
+                st.one_of(
+                    st.text(max_size=48),
+                    st.binary(min_size=30, max_size=34).map(lambda b: base64.b64encode(b).decode()),
+                ),
+            ),
+            max_size=4,
+        )
+    )
+    def test_parses_or_raises_key_unavailable_on_key_like_lines(
+        self, lines: list[tuple[str, str]]
+    ) -> None:
+        """Lines shaped like '<id> <base64>' parse or raise KeyUnavailable, nothing else."""
+        try:
+            ring = keyring("\n".join(f"{key_id} {key}" for key_id, key in lines))
         except KeyUnavailable:
             return
         assert ring.current_key_id in ring.key_ids
@@ -139,8 +170,14 @@ class TestEncryption:
 
     @pytest.mark.parametrize(
         "blob",
-        ["no-separator", "k1:not base64!", "k1:" + base64.b64encode(bytes(20)).decode(), ":abc"],
-        ids=["no-separator", "bad-base64", "too-short", "empty-key-id"],
+        [
+            "no-separator",
+            "k1:not base64!",
+            "k1:\u00e9t\u00e9",
+            "k1:" + base64.b64encode(bytes(20)).decode(),
+            ":abc",
+        ],
+        ids=["no-separator", "bad-base64", "non-ascii", "too-short", "empty-key-id"],
     )
     def test_decrypt_raises_when_blob_malformed(self, blob: str) -> None:
         """A stored value that is not a blob is a KeyUnavailable, not a crash."""

@@ -14,8 +14,11 @@ from mfa_radius.core.model import (
     AcceptReason,
     ChallengeReply,
     Factor,
+    Identity,
+    Mode,
     PendingChallenge,
     PrimaryAccept,
+    PrimaryChallenge,
     PrimaryReject,
     Reject,
     RejectReason,
@@ -53,12 +56,90 @@ def _record(**changes: Any) -> PendingChallenge:
 class TestAfterPrimary:
     def test_primary_reject_ends_the_login_with_its_reason(self) -> None:
         """A rejected password is a Reject carrying the backend's reason."""
-        result = flow.after_primary(PrimaryReject(RejectReason.UNKNOWN_USER))
+        result = flow.after_primary(PrimaryReject(RejectReason.UNKNOWN_USER), _policy())
         assert result == Reject(RejectReason.UNKNOWN_USER)
 
     def test_primary_accept_goes_on(self) -> None:
         """An accepted password leads to the next step."""
-        assert flow.after_primary(PrimaryAccept(ATTRS)) is None
+        assert flow.after_primary(PrimaryAccept(ATTRS), _policy()) is None
+
+    def test_upstream_challenge_goes_on(self) -> None:
+        """An upstream's own challenge is relayed, not decided here."""
+        assert flow.after_primary(PrimaryChallenge(b"up", "PIN?"), _policy()) is None
+
+    def test_reply_message_is_kept_only_when_the_profile_allows(self) -> None:
+        """The upstream's Reply-Message reaches the NAS only with pass_reply_message."""
+        rejected = PrimaryReject(RejectReason.PRIMARY_REJECTED, "account expired")
+        assert flow.after_primary(rejected, _policy()) == Reject(RejectReason.PRIMARY_REJECTED)
+        assert flow.after_primary(rejected, _policy(pass_reply_message=True)) == Reject(
+            RejectReason.PRIMARY_REJECTED, "account expired"
+        )
+
+
+def _with_groups(*groups: str) -> PrimaryAccept:
+    return PrimaryAccept(ATTRS, Identity(dn="uid=alice", groups=frozenset(groups)))
+
+
+class TestAfterPassword:
+    def test_second_factor_follows_by_default(self) -> None:
+        """Without exemptions and in challenge mode, the code is asked for."""
+        assert flow.after_password(_with_groups("staff"), _policy(), username="alice") is None
+
+    def test_rejects_user_outside_required_groups(self) -> None:
+        """require_groups refuses a user in none of them."""
+        pol = _policy(require_groups=frozenset({"vpn-users"}))
+        result = flow.after_password(_with_groups("staff"), pol, username="alice")
+        assert result == Reject(RejectReason.GROUP_NOT_ALLOWED)
+
+    def test_rejects_when_required_groups_but_no_identity(self) -> None:
+        """Without directory data nobody is in a required group."""
+        pol = _policy(require_groups=frozenset({"vpn-users"}))
+        result = flow.after_password(PrimaryAccept(ATTRS), pol, username="alice")
+        assert result == Reject(RejectReason.GROUP_NOT_ALLOWED)
+
+    def test_member_of_required_group_goes_on(self) -> None:
+        """A member of a required group continues to the second factor."""
+        pol = _policy(require_groups=frozenset({"vpn-users"}))
+        assert flow.after_password(_with_groups("vpn-users"), pol, username="alice") is None
+
+    def test_exempt_user_is_accepted_with_attributes(self) -> None:
+        """An exempt user skips the second factor, keeping the primary's attributes."""
+        pol = _policy(exempt_users=frozenset({"alice"}))
+        result = flow.after_password(_with_groups(), pol, username="alice")
+        assert result == Accept(AcceptReason.EXEMPT, ATTRS)
+
+    def test_exempt_group_member_is_accepted(self) -> None:
+        """A member of an exempt group skips the second factor."""
+        pol = _policy(exempt_groups=frozenset({"break-glass"}))
+        result = flow.after_password(_with_groups("break-glass"), pol, username="alice")
+        assert result == Accept(AcceptReason.EXEMPT, ATTRS)
+
+    def test_exemption_does_not_override_required_groups(self) -> None:
+        """An exempt user outside the required groups is still refused."""
+        pol = _policy(exempt_users=frozenset({"alice"}), require_groups=frozenset({"vpn"}))
+        result = flow.after_password(_with_groups(), pol, username="alice")
+        assert result == Reject(RejectReason.GROUP_NOT_ALLOWED)
+
+    def test_mode_none_accepts_on_the_password(self) -> None:
+        """mode none: the password alone decides."""
+        result = flow.after_password(_with_groups(), _policy(mode=Mode.NONE), username="alice")
+        assert result == Accept(AcceptReason.PRIMARY_ONLY, ATTRS)
+
+
+class TestRelayUpstream:
+    def test_record_maps_our_state_to_the_upstreams(self) -> None:
+        """The relayed challenge stores the upstream State; the NAS sees ours."""
+        issue = flow.relay_upstream(
+            PrimaryChallenge(b"their-state", "PIN?"),
+            _policy(),
+            username="alice",
+            now=NOW,
+            state=STATE,
+        )
+        assert issue.record.upstream_state == b"their-state"
+        assert issue.record.factor is Factor.UPSTREAM
+        assert issue.reply == ChallengeReply(state=STATE, prompt="PIN?")
+        assert issue.key == hashlib.sha256(STATE).hexdigest()
 
 
 class TestAfterEnrolment:

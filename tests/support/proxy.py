@@ -49,6 +49,7 @@ def write_config(
     redis_url: str = "",
     node: str = "test",
     client: str = "",
+    profile: str = "",
     extra: str = "",
     database: str = "enrolment.db",
 ) -> ProxyConfig:
@@ -61,6 +62,7 @@ def write_config(
         redis_url: the Redis URL when ``store`` is redis.
         node: the node name in audit lines.
         client: extra keys for the ``[[client]]`` block.
+        profile: extra keys for the ``[profile.default]`` block.
         extra: extra TOML appended at the end (sections).
         database: SQLite file name, relative to ``directory``.
 
@@ -83,8 +85,11 @@ node_name = "{node}"
 name = "nas"
 ipaddr = ["127.0.0.0/8"]
 secret = "{SECRET}"
-response_window = 3.0
 {client}
+
+[profile.default]
+response_window = 3.0
+{profile}
 
 [store]
 backend = "{store}"
