@@ -27,12 +27,15 @@ from mfa_radius.adapters.batched_lookup import BatchedUserLookup
 from mfa_radius.adapters.memory_store import MemoryChallengeStore
 from mfa_radius.adapters.redis_store import RedisChallengeStore
 from mfa_radius.adapters.sql_enrolments import SqlEnrolmentStore
-from mfa_radius.config import ClientConfig, Config, Loaded, parse_listen
+from mfa_radius.adapters.upstream_radius import HomeServer, UpstreamRadiusAuthenticator
+from mfa_radius.config import ClientConfig, Config, Loaded, deadline_warnings, parse_listen
 from mfa_radius.core.policy import ClientPolicy
 from mfa_radius.errors import ConfigError
 from mfa_radius.ports import ChallengeStore, EnrolmentStore, PrimaryAuthenticator
 from mfa_radius.radius.clients import Client, ClientTable
+from mfa_radius.radius.dictionary import load as load_dictionary
 from mfa_radius.radius.endpoint import Endpoint
+from mfa_radius.radius.packet import AttrType
 from mfa_radius.server import RadiusServer, ServerSettings
 from mfa_radius.service import Authenticator, NoPrimary, Profile, Timeouts
 
@@ -159,6 +162,100 @@ def client_table(loaded: Loaded) -> ClientTable:
 
 
 @dataclass
+class Primaries:
+    """The password backends the profiles name, with what must be closed at shutdown.
+
+    Attributes:
+        by_name: backend by profile ``primary`` value.
+        upstream: the upstream RADIUS backend, when configured.
+    """
+
+    by_name: dict[str, PrimaryAuthenticator]
+    upstream: UpstreamRadiusAuthenticator | None = None
+    local: Argon2PrimaryAuthenticator | None = None
+
+    async def check(self) -> None:
+        """Ask each remote backend whether it answers (for ``check-config``)."""
+        if self.upstream is not None:
+            await self.upstream.check()
+
+    async def close(self) -> None:
+        """Stop probes, close sockets and thread pools."""
+        if self.upstream is not None:
+            await self.upstream.close()
+        if self.local is not None:
+            self.local.close()
+
+
+def _attribute_types(loaded: Loaded, key: str, names: list[str]) -> list[int]:
+    """Resolve attribute names to wire types; a vendor attribute means Vendor-Specific (26)."""
+    dictionary = load_dictionary(packaged_dictionary())
+    types = []
+    for index, name in enumerate(names):
+        try:
+            defn = dictionary.by_name(name)
+        except ValueError:
+            raise ConfigError(
+                f"{loaded.path}: {key}[{index}]: unknown attribute {name!r}"
+            ) from None
+        types.append(AttrType.VENDOR_SPECIFIC if defn.vendor else defn.code)
+    return types
+
+
+def home_servers(loaded: Loaded) -> list[HomeServer]:
+    """The configured upstream RADIUS servers, in fail-over order."""
+    return [
+        HomeServer(
+            h.name,
+            h.ipaddr,
+            h.port,
+            secret=loaded.home_server_secrets[h.name].get_secret_value().encode(),
+            response_window=h.response_window,
+            zombie_period=h.zombie_period,
+            revive_interval=h.revive_interval,
+            status_check=h.status_check == "status-server",
+            require_message_authenticator=h.require_message_authenticator,
+        )
+        for h in loaded.config.home_server
+    ]
+
+
+async def open_primaries(
+    loaded: Loaded, enrolments: EnrolmentStore, clock: SystemClock
+) -> Primaries:
+    """Build the password backends that some profile uses.
+
+    Raises:
+        ConfigError: an attribute name the dictionary does not know.
+    """
+    cfg = loaded.config
+    used = {p.primary for p in cfg.profiles().values()}
+    primaries = Primaries(by_name={"none": NoPrimary()})
+    if "local" in used:
+        primaries.local = Argon2PrimaryAuthenticator(enrolments)
+        primaries.by_name["local"] = primaries.local
+    if "upstream" in used:
+        forward = _attribute_types(
+            loaded, "upstream.forward_attributes", cfg.upstream.forward_attributes
+        )
+        kept = _attribute_types(loaded, "upstream.reply_attributes", cfg.upstream.reply_attributes)
+        try:
+            upstream = UpstreamRadiusAuthenticator(
+                home_servers(loaded),
+                clock=clock,
+                forward_attributes=forward,
+                reply_filter=set(kept) if kept else None,
+                probe_interval=cfg.upstream.probe_interval,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"{loaded.path}: upstream: {exc}") from None
+        await upstream.start()
+        primaries.upstream = upstream
+        primaries.by_name["upstream"] = upstream
+    return primaries
+
+
+@dataclass
 class Running:
     """A started proxy: its sockets and parts, for tests and for the signal handler.
 
@@ -192,12 +289,15 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
     store = open_store(loaded, clock)
     transports: list[asyncio.DatagramTransport] = []
     servers: list[RadiusServer] = []
-    local_primary = Argon2PrimaryAuthenticator(enrolments)
+    primaries = Primaries(by_name={})
     try:
-        primaries: dict[str, PrimaryAuthenticator] = {"local": local_primary, "none": NoPrimary()}
+        primaries = await open_primaries(loaded, enrolments, clock)
+        for warning in deadline_warnings(cfg):
+            log.warning("config_warning", detail=warning)
         profiles = {
             c.name: Profile(
-                policy=client_policy(cfg, c), primary=primaries[cfg.profile_of(c).primary]
+                policy=client_policy(cfg, c),
+                primary=primaries.by_name[cfg.profile_of(c).primary],
             )
             for c in cfg.client
         }
@@ -256,7 +356,7 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
             transport.close()
         for server in servers:
             await server.drain(DRAIN_SECONDS)
-        local_primary.close()
+        await primaries.close()
         await store.close()
         await enrolments.close()
         counters: dict[str, int] = {}

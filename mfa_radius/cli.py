@@ -123,7 +123,15 @@ def check_config(config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
     loaded = _load(config_path)
 
     async def check() -> None:
-        await _with_enrolments(loaded, lambda store: store.check())
+        async def backends(store: SqlEnrolmentStore) -> None:
+            await store.check()
+            primaries = await app.open_primaries(loaded, store, app.SystemClock())
+            try:
+                await primaries.check()
+            finally:
+                await primaries.close()
+
+        await _with_enrolments(loaded, backends)
         if loaded.config.store.backend == "redis":
             store = app.open_store(loaded, app.SystemClock())
             try:
@@ -148,6 +156,8 @@ def check_config(config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
             c.require_message_authenticator.value,
         )
     out.print(table)
+    for warning in config.deadline_warnings(cfg):
+        out.print(f"warning: {config_path}: {warning}")
     out.print(f"{config_path}: OK (store: {cfg.store.backend})")
 
 

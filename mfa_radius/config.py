@@ -695,3 +695,42 @@ def _describe(path: Path, exc: ValidationError) -> str:
             message = "unknown key"
         lines.append(f"{path}: {loc or '(top level)'}: {message}")
     return "\n".join(lines)
+
+
+def deadline_warnings(cfg: Config) -> list[str]:
+    """Say where a backend's deadlines cannot fit in a profile's response window.
+
+    The proxy answers every request within the NAS's window (with the fail-mode answer when
+    a backend is slow), so a fail-over or a timeout that needs longer never gets to help.
+
+    Args:
+        cfg: the validated configuration.
+
+    Returns:
+        One sentence per problem; empty when everything fits.
+    """
+    warnings = []
+    upstream_wait = sum(h.response_window for h in cfg.home_server)
+    ldap_wait = (cfg.ldap.connect_timeout + 2 * cfg.ldap.operation_timeout) * max(
+        len(cfg.ldap.server), 1
+    )
+    local_wait = cfg.enrolment.timeout + cfg.store.timeout * 3
+    for name, prof in cfg.profiles().items():
+        budget = prof.response_window
+        if prof.primary == "upstream" and upstream_wait > budget:
+            warnings.append(
+                f"profile.{name}.response_window: {budget:g} s cannot cover the home servers' "
+                f"fail-over ({upstream_wait:g} s of response_window in all); a slow server "
+                "yields the fail-mode answer instead of trying the next"
+            )
+        if prof.primary == "ldap" and ldap_wait > budget:
+            warnings.append(
+                f"profile.{name}.response_window: {budget:g} s is shorter than the LDAP "
+                f"deadlines ({ldap_wait:g} s of connect and operation timeouts over every server)"
+            )
+        if local_wait > budget:
+            warnings.append(
+                f"profile.{name}.response_window: {budget:g} s is shorter than the store and "
+                f"enrolment deadlines of one login ({local_wait:g} s)"
+            )
+    return warnings

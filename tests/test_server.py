@@ -325,7 +325,7 @@ class TestCluster:
             await asyncio.to_thread(node_b.stop)
         assert codec.decode(from_a).code is Code.ACCESS_CHALLENGE
         assert from_b == from_a
-        assert '"respond:duplicate_cluster":1' in node_b.output()
+        assert await node_b.wait_for_output('"respond:duplicate_cluster":1')
 
 
 async def _exchange(sock: socket.socket, data: bytes, port: int) -> bytes:

@@ -6,6 +6,7 @@ through the same composition root (``app.running``) an admin's ``mfa-radius serv
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -175,3 +176,12 @@ class ProxyProcess:
     def output(self) -> str:
         """What the process wrote so far."""
         return self.log_path.read_text(errors="replace")
+
+    async def wait_for_output(self, text: str, timeout: float = 3.0) -> bool:  # noqa: ASYNC109
+        """Wait until ``text`` appears in the output (the audit line follows the reply)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in await asyncio.to_thread(self.output):
+                return True
+            await asyncio.sleep(0.02)
+        return False
