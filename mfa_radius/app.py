@@ -24,6 +24,7 @@ import structlog
 from mfa_radius.adapters.aesgcm_keyring import Keyring
 from mfa_radius.adapters.argon2_primary import Argon2PrimaryAuthenticator
 from mfa_radius.adapters.batched_lookup import BatchedUserLookup
+from mfa_radius.adapters.ldap_directory import LdapDirectory, LdapSettings
 from mfa_radius.adapters.memory_store import MemoryChallengeStore
 from mfa_radius.adapters.redis_store import RedisChallengeStore
 from mfa_radius.adapters.sql_enrolments import SqlEnrolmentStore
@@ -173,11 +174,14 @@ class Primaries:
     by_name: dict[str, PrimaryAuthenticator]
     upstream: UpstreamRadiusAuthenticator | None = None
     local: Argon2PrimaryAuthenticator | None = None
+    ldap: LdapDirectory | None = None
 
     async def check(self) -> None:
         """Ask each remote backend whether it answers (for ``check-config``)."""
         if self.upstream is not None:
             await self.upstream.check()
+        if self.ldap is not None:
+            await self.ldap.check()
 
     async def close(self) -> None:
         """Stop probes, close sockets and thread pools."""
@@ -185,6 +189,8 @@ class Primaries:
             await self.upstream.close()
         if self.local is not None:
             self.local.close()
+        if self.ldap is not None:
+            self.ldap.close()
 
 
 def _attribute_types(loaded: Loaded, key: str, names: list[str]) -> list[int]:
@@ -252,7 +258,42 @@ async def open_primaries(
         await upstream.start()
         primaries.upstream = upstream
         primaries.by_name["upstream"] = upstream
+    if "ldap" in used:
+        primaries.ldap = LdapDirectory(ldap_settings(loaded))
+        primaries.by_name["ldap"] = primaries.ldap
     return primaries
+
+
+def ldap_settings(loaded: Loaded) -> LdapSettings:
+    """The directory settings from ``[ldap]``.
+
+    Raises:
+        ConfigError: a setting the adapter refuses (named with its key).
+    """
+    cfg = loaded.config.ldap
+    password = loaded.ldap_bind_password
+    try:
+        return LdapSettings(
+            urls=tuple(cfg.server),
+            start_tls=cfg.start_tls,
+            ca_file=str(cfg.ca_file) if cfg.ca_file else None,
+            bind_dn=cfg.bind_dn,
+            bind_password=password.get_secret_value() if password else None,
+            base_dn=cfg.base_dn,
+            user_filter=cfg.user_filter,
+            dn_template=cfg.dn_template,
+            display_name_attribute=cfg.display_name_attribute,
+            email_attribute=cfg.email_attribute,
+            phone_attributes=tuple(cfg.phone_attributes),
+            group_attribute=cfg.group_attribute,
+            nested_groups=cfg.nested_groups,
+            group_name=cfg.group_name,
+            connect_timeout=cfg.connect_timeout,
+            operation_timeout=cfg.operation_timeout,
+            pool_size=cfg.pool_size,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{loaded.path}: ldap: {exc}") from None
 
 
 @dataclass

@@ -312,6 +312,10 @@ class LdapConfig(_Model):
         description="ldaps:// or ldap:// URLs in fail-over order.",
     )
     start_tls: bool = Field(default=False, description="StartTLS on ldap:// URLs.")
+    allow_cleartext: bool = Field(
+        default=False,
+        description="Allow ldap:// without StartTLS (passwords in clear on the wire).",
+    )
     ca_file: Path | None = Field(
         default=None, description="CA certificates to verify the server with (always verified)."
     )
@@ -355,6 +359,12 @@ class LdapConfig(_Model):
 
     @model_validator(mode="after")
     def _bind_method(self) -> LdapConfig:
+        cleartext = [u for u in self.server if u.startswith("ldap://")]
+        if cleartext and not self.start_tls and not self.allow_cleartext:
+            raise ValueError(
+                "ldap:// without start_tls sends passwords in clear; "
+                "use ldaps://, start_tls = true, or allow_cleartext = true"
+            )
         no_service_account = not self.bind_dn or self.bind_password_file is None
         if self.server and self.dn_template is None and no_service_account:
             raise ValueError("set bind_dn and bind_password_file, or dn_template")

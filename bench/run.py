@@ -1,0 +1,412 @@
+"""Benchmark runner: a real proxy process, its users and the load generator, start to stop.
+
+One scenario is a store (``memory``: in-process; ``redis``: a private redis-server on a free
+loopback port) and a primary (``none``: the NAS checked the password; ``local``: argon2id in
+the proxy). The runner
+
+1. writes a proxy configuration listening on 127.0.0.1 (a free port), with the production
+   defaults that cost CPU left on: the JSON ``request_finished`` audit line per request at
+   level ``info`` (to a file, as a service manager would), Message-Authenticator required,
+   the SQLite enrolment lookup on every login;
+2. enrols ``--users`` users in bulk (:mod:`bench.setup_users`; reused on the next run of the
+   same scenario);
+3. starts ``python -m mfa_radius serve`` as its own process (and redis-server when needed);
+4. runs the generator (:mod:`bench.loadgen`) at (a) maximum rate, closed loop, then
+   (b) a fixed offered rate, open loop, half the measured maximum (or ``--rate``), waiting
+   between the two for a fresh TOTP time step so that no (user, step) is used twice;
+5. optionally profiles the proxy with py-spy during the maximum-rate run (``--profile``);
+6. stops everything (SIGTERM, bounded waits) and writes a markdown row per run and a JSON
+   file under ``bench/results/`` (git-ignored).
+
+Usage::
+
+    python -m bench.run --scenario memory-none --duration 20 --users 100000 [--rate N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import loadgen, whatif
+from bench import profile as profile_summary
+from bench.setup_users import create_users
+from mfa_radius import config
+from mfa_radius.adapters.aesgcm_keyring import Keyring
+from mfa_radius.radius import codec
+from mfa_radius.radius.packet import Code
+
+RESULTS = Path(__file__).resolve().parent / "results"
+"""Where results and the scenarios' working folders go (git-ignored)."""
+
+SECRET = "bench-shared-secret-0123456789"  # a loopback benchmark's NAS secret
+SCENARIOS = ("memory-none", "memory-local", "redis-none", "redis-local")
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A store and a primary backend."""
+
+    name: str
+    store: str
+    primary: str
+
+
+def parse_scenario(name: str) -> Scenario:
+    """``memory-none`` -> Scenario(store="memory", primary="none")."""
+    store, _, primary = name.partition("-")
+    return Scenario(name=name, store=store, primary=primary)
+
+
+def free_port(kind: socket.SocketKind) -> int:
+    """A port the kernel considers free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(
+    directory: Path, *, port: int, scenario: Scenario, redis_url: str, log_level: str
+) -> Path:
+    """Write the proxy configuration of a scenario (the key file is kept across runs)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key_file = directory / "enrolment.key"
+    if not key_file.exists():
+        key_file.write_text(Keyring.generate_line("bench1") + "\n", encoding="utf-8")
+    redis = f'[redis]\nurl = "{redis_url}"\n' if scenario.store == "redis" else ""
+    decision = f'mode = "challenge"\nprimary = "{scenario.primary}"\nresponse_window = 5.0\n'
+    if "profile" in config.Config.model_fields:
+        # Decision settings live in a [profile.NAME] section that clients name.
+        client_decision, profile = 'profile = "bench"\n', f"[profile.bench]\n{decision}"
+    else:
+        client_decision, profile = decision, ""
+    text = f"""# Written by bench/run.py for scenario {scenario.name}.
+[server]
+listen = ["127.0.0.1:{port}"]
+node_name = "bench"
+
+[[client]]
+name = "bench-nas"
+ipaddr = ["127.0.0.1/32"]
+secret = "{SECRET}"
+require_message_authenticator = "yes"
+{client_decision}
+{profile}
+[store]
+backend = "{scenario.store}"
+
+{redis}
+[enrolment]
+database = "sqlite:///enrolment.db"
+key_file = "enrolment.key"
+
+[log]
+level = "{log_level}"
+format = "json"
+"""
+    path = directory / "radius.conf"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} within {timeout:.0f} s")
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def redis_server(directory: Path) -> Iterator[tuple[str, int]]:
+    """A throw-away redis-server on a free loopback port; yields (url, pid)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed")
+    port = free_port(socket.SOCK_STREAM)
+    log = (directory / "redis.log").open("ab")
+    proc = subprocess.Popen(
+        [
+            binary,
+            *("--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--dir", str(directory)),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    try:
+        _wait_for(lambda: _redis_ping(port) or proc.poll() is not None, 10, "redis did not start")
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited: see {directory / 'redis.log'}")
+        yield f"redis://127.0.0.1:{port}/0", proc.pid
+    finally:
+        _stop(proc)
+
+
+@contextlib.contextmanager
+def proxy(
+    config_path: Path, log_path: Path, port: int, patches: tuple[str, ...] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m mfa_radius serve`` with its output (the audit log) in ``log_path``.
+
+    Readiness is a Status-Server answer on ``port`` rather than the ``server_started`` log
+    line, so that the log level can be raised to compare the audit log's cost. ``patches``
+    start it through :mod:`bench.whatif` instead, with those hot-path costs removed.
+    """
+    entry = ["-m", "mfa_radius"]
+    if patches:
+        entry = ["-m", "bench.whatif", *(f"--patch={p}" for p in patches)]
+    log_path.write_bytes(b"")
+    log = log_path.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, *entry, "serve", "-c", str(config_path)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "0"},
+    )
+    log.close()
+
+    def started() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the proxy exited: {log_path.read_text()[-3000:]}")
+        return status_server_answers(port)
+
+    try:
+        _wait_for(started, START_TIMEOUT, "the proxy did not start")
+        yield proc
+    finally:
+        code = _stop(proc)
+        if code not in (0, -signal.SIGTERM):
+            print(f"warning: the proxy exited with {code}; see {log_path}", file=sys.stderr)
+
+
+def status_server_answers(port: int) -> bool:
+    """Send one signed Status-Server (RFC 5997) and say whether a verified answer came back."""
+    authenticator = os.urandom(16)
+    request = codec.encode_request(Code.STATUS_SERVER, 1, authenticator, [], SECRET.encode())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.2)
+        try:
+            sock.sendto(request, ("127.0.0.1", port))
+            reply = sock.recv(4096)
+        except OSError:
+            return False
+    return codec.verify_response_authenticator(reply, authenticator, SECRET.encode())
+
+
+def server_counters(log_path: Path) -> dict[str, Any]:
+    """The counters of the proxy's ``server_stopped`` line, and the log's size per line."""
+    counters: dict[str, Any] = {}
+    lines = size = 0
+    with log_path.open("rb") as handle:
+        for raw in handle:
+            lines += 1
+            size += len(raw)
+            if b'"server_stopped"' in raw:
+                with contextlib.suppress(ValueError):
+                    counters = json.loads(raw).get("counters", {})
+    return {"counters": counters, "log_lines": lines, "log_bytes": size}
+
+
+def wait_for_step(after: int, time_step: int = 30) -> None:
+    """Sleep until the TOTP step ``after + 1`` has begun (at most one step)."""
+    target = (after + 1) * time_step + 0.05
+    time.sleep(max(0.0, min(target - time.time(), time_step + 1.0)))
+
+
+def start_profiler(
+    pid: int, seconds: float, out: Path, *, gil_only: bool
+) -> subprocess.Popen[bytes] | None:
+    """Start ``py-spy record`` (raw collapsed stacks, non-blocking sampling) on ``pid``.
+
+    ``gil_only`` samples only the thread holding the GIL: the Python work, whichever thread
+    does it, without the time worker threads spend inside SQLite's C code or argon2.
+    """
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(binary).exists():
+        print("py-spy not found; skipping the profile", file=sys.stderr)
+        return None
+    return subprocess.Popen(
+        [
+            binary,
+            *("record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200"),
+            *("--format", "raw", "--nonblocking", "--output", str(out)),
+            *(("--gil",) if gil_only else ()),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point; exits 1 when a run had failed logins."""
+    parser = argparse.ArgumentParser(description="Run one benchmark scenario end to end.")
+    parser.add_argument("--scenario", choices=SCENARIOS, required=True)
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, help="only an open-loop run at this rate")
+    parser.add_argument("--no-half", action="store_true", help="skip the half-load run")
+    parser.add_argument("--concurrency", type=int, help="closed-loop in-flight logins")
+    parser.add_argument("--processes", type=int, default=1, help="generator processes")
+    parser.add_argument(
+        "--log-level", default="info", choices=("debug", "info", "warning", "error")
+    )
+    parser.add_argument(
+        "--whatif",
+        action="append",
+        default=[],
+        choices=whatif.PATCHES,
+        help="start the proxy with this hot-path cost removed (bench.whatif), repeatable",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=("all", "gil"),
+        help="py-spy the max-rate run: every thread, or only the GIL holder",
+    )
+    args = parser.parse_args(argv)
+
+    scenario = parse_scenario(args.scenario)
+    concurrency = args.concurrency or (256 if scenario.primary == "none" else 8)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    label = scenario.name + ("" if args.log_level == "info" else f"-log-{args.log_level}")
+    label += "".join(f"-whatif-{p}" for p in args.whatif)
+    work = RESULTS / "work" / f"{scenario.name}-{args.users}"
+    work.mkdir(parents=True, exist_ok=True)
+    users_csv = work / "users.csv"
+    reports: list[tuple[str, loadgen.RunReport]] = []
+    extra: dict[str, Any] = {}
+    status = 0
+
+    with contextlib.ExitStack() as stack:
+        redis_url, watch = "", {}
+        if scenario.store == "redis":
+            redis_url, redis_pid = stack.enter_context(redis_server(work))
+            watch["redis"] = redis_pid
+        port = free_port(socket.SOCK_DGRAM)
+        config_path = write_config(
+            work, port=port, scenario=scenario, redis_url=redis_url, log_level=args.log_level
+        )
+        setup = create_users(config_path, args.users, users_csv)
+        print(f"users: {setup.users} ({setup.created} created in {setup.seconds:.1f} s)")
+        extra["setup_seconds"] = round(setup.seconds, 2)
+        log_path = work / "server.log"
+        server = stack.enter_context(proxy(config_path, log_path, port, tuple(args.whatif)))
+
+        def settings(rate: float, min_step: int) -> loadgen.LoadSettings:
+            return loadgen.LoadSettings(
+                host="127.0.0.1",
+                port=port,
+                secret=SECRET.encode(),
+                users_file=users_csv,
+                duration=args.duration,
+                warmup=args.warmup,
+                concurrency=concurrency if not rate else max(4096, concurrency),
+                rate=rate,
+                processes=args.processes,
+                min_step=min_step,
+            )
+
+        last_step = 0
+        half_rate = args.rate
+        if args.rate is None:
+            profiler = None
+            raw = RESULTS / f"{label}-{stamp}-pyspy-{args.profile}.txt"
+            if args.profile:
+                profiler = start_profiler(
+                    server.pid,
+                    args.warmup + args.duration - 1,
+                    raw,
+                    gil_only=args.profile == "gil",
+                )
+            report = loadgen.run_load(settings(0.0, 0), server_pid=server.pid, other_pids=watch)
+            reports.append(("max", report))
+            last_step = report.counts["last_step"]
+            half_rate = round(report.logins_per_s / 2)
+            if profiler is not None:
+                profiler.wait(timeout=args.duration + 60)
+                if raw.exists():
+                    text = profile_summary.summary(profile_summary.parse(raw), 40)
+                    (RESULTS / f"{label}-{stamp}-profile.md").write_text(text, encoding="utf-8")
+                    extra["profile"] = str(raw)
+                    print(text)
+        if half_rate and (args.rate is not None or not args.no_half):
+            if last_step:
+                wait_for_step(last_step)
+            report = loadgen.run_load(
+                settings(float(half_rate), last_step + 1 if last_step else 0),
+                server_pid=server.pid,
+                other_pids=watch,
+            )
+            reports.append(("open", report))
+    extra.update(server_counters(log_path))
+
+    print()
+    print(loadgen.TABLE_HEADER)
+    for _, report in reports:
+        print(loadgen.table_row(label, report))
+        if not report.ok():
+            status = 1
+            print(f"  counts: {json.dumps(report.counts)} errors: {report.errors}")
+    print(f"server: {json.dumps(extra.get('counters', {}))}")
+    out = RESULTS / f"{label}-{stamp}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "scenario": scenario.name,
+                "log_level": args.log_level,
+                "users": args.users,
+                "cpus": os.cpu_count(),
+                "runs": [{"kind": kind, **loadgen.report_json(r)} for kind, r in reports],
+                **extra,
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    with (RESULTS / "results.md").open("a", encoding="utf-8") as table:
+        for _, report in reports:
+            table.write(loadgen.table_row(label, report) + "\n")
+    print(f"results: {out}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
