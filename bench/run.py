@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import loadgen, whatif
+from bench import loadgen
 from bench import profile as profile_summary
 from bench.setup_users import create_users
 from mfa_radius import config
@@ -181,18 +181,13 @@ def redis_server(directory: Path) -> Iterator[tuple[str, int]]:
 
 
 @contextlib.contextmanager
-def proxy(
-    config_path: Path, log_path: Path, port: int, patches: tuple[str, ...] = ()
-) -> Iterator[subprocess.Popen[bytes]]:
+def proxy(config_path: Path, log_path: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
     """``python -m mfa_radius serve`` with its output (the audit log) in ``log_path``.
 
     Readiness is a Status-Server answer on ``port`` rather than the ``server_started`` log
-    line, so that the log level can be raised to compare the audit log's cost. ``patches``
-    start it through :mod:`bench.whatif` instead, with those hot-path costs removed.
+    line, so that the log level can be raised to compare the audit log's cost.
     """
     entry = ["-m", "mfa_radius"]
-    if patches:
-        entry = ["-m", "bench.whatif", *(f"--patch={p}" for p in patches)]
     log_path.write_bytes(b"")
     log = log_path.open("ab")
     proc = subprocess.Popen(
@@ -290,13 +285,6 @@ def main(argv: list[str] | None = None) -> int:
         "--log-level", default="info", choices=("debug", "info", "warning", "error")
     )
     parser.add_argument(
-        "--whatif",
-        action="append",
-        default=[],
-        choices=whatif.PATCHES,
-        help="start the proxy with this hot-path cost removed (bench.whatif), repeatable",
-    )
-    parser.add_argument(
         "--profile",
         choices=("all", "gil"),
         help="py-spy the max-rate run: every thread, or only the GIL holder",
@@ -307,7 +295,6 @@ def main(argv: list[str] | None = None) -> int:
     concurrency = args.concurrency or (256 if scenario.primary == "none" else 8)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     label = scenario.name + ("" if args.log_level == "info" else f"-log-{args.log_level}")
-    label += "".join(f"-whatif-{p}" for p in args.whatif)
     work = RESULTS / "work" / f"{scenario.name}-{args.users}"
     work.mkdir(parents=True, exist_ok=True)
     users_csv = work / "users.csv"
@@ -328,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"users: {setup.users} ({setup.created} created in {setup.seconds:.1f} s)")
         extra["setup_seconds"] = round(setup.seconds, 2)
         log_path = work / "server.log"
-        server = stack.enter_context(proxy(config_path, log_path, port, tuple(args.whatif)))
+        server = stack.enter_context(proxy(config_path, log_path, port))
 
         def settings(rate: float, min_step: int) -> loadgen.LoadSettings:
             return loadgen.LoadSettings(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import structlog
 
+from mfa_radius import logs
 from mfa_radius.adapters.aesgcm_keyring import Keyring
 from mfa_radius.adapters.argon2_primary import Argon2PrimaryAuthenticator
 from mfa_radius.adapters.batched_lookup import BatchedUserLookup
@@ -352,7 +353,11 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
                 primary=max(p.response_window for p in cfg.profiles().values()),
             ),
         )
-        endpoint = Endpoint(client_table(loaded), reply_ttl=cfg.server.reply_cache_ttl)
+        endpoint = Endpoint(
+            client_table(loaded),
+            reply_ttl=cfg.server.reply_cache_ttl,
+            max_entries=cfg.server.reply_cache_entries,
+        )
         settings = ServerSettings(
             node=node,
             max_in_flight=cfg.server.max_in_flight,
@@ -422,12 +427,26 @@ def _same(server: RadiusServer) -> RadiusServer:
 
 async def serve(loaded: Loaded) -> None:
     """Run the proxy until SIGTERM or SIGINT."""
-    async with running(loaded) as proxy:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, proxy.stopped.set)
-        await proxy.stopped.wait()
-        log.info("server_stopping", reason="signal")
+    try:
+        async with running(loaded) as proxy:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, proxy.stopped.set)
+            flusher = loop.create_task(_flush_logs(proxy.stopped))
+            await proxy.stopped.wait()
+            log.info("server_stopping", reason="signal")
+            await flusher
+    finally:
+        logs.flush()
+
+
+async def _flush_logs(stopped: asyncio.Event) -> None:
+    """Write buffered log lines out every 100 ms until the proxy stops."""
+    while not stopped.is_set():
+        logs.flush()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.1):
+                await stopped.wait()
 
 
 def run(loaded: Loaded) -> None:

@@ -75,6 +75,12 @@ class ServerConfig(_Model):
         gt=0,
         description="Seconds a reply is kept to answer retransmissions (RFC 5080 §2.2.2).",
     )
+    reply_cache_entries: int = Field(
+        default=500_000,
+        ge=1000,
+        description="Most replies kept for retransmissions; size it as requests/s x "
+        "reply_cache_ttl (6,000/s x 30 s = 180,000).",
+    )
     status_server: bool = Field(
         default=True,
         description="Answer Status-Server (RFC 5997) carrying a Message-Authenticator.",

@@ -42,6 +42,11 @@ class ChallengeStore(Protocol):
     has a TTL. Raises :class:`mfa_radius.errors.StoreUnavailable` when the store cannot answer.
     """
 
+    shared: bool
+    """True when other nodes see this store over the network: its calls may block (they get a
+    deadline) and duplicate requests must be claimed in it. False for an in-process store,
+    whose calls never wait on I/O and which only this node sees."""
+
     async def put_challenge(self, key: str, record: PendingChallenge, ttl: float) -> None:
         """Store a pending challenge under ``key`` for ``ttl`` seconds (overwrites)."""
         ...

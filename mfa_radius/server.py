@@ -24,6 +24,7 @@ from typing import cast
 
 import structlog
 
+from mfa_radius import logs
 from mfa_radius.core.model import (
     Accept,
     AuthAttempt,
@@ -158,8 +159,7 @@ class RadiusServer(asyncio.DatagramProtocol):
         profile = self._profiles[client]
         raw_user = request.packet.get_text(AttrType.USER_NAME) or ""
         user = normalise_username(raw_user, profile.policy)
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(
+        logs.start_request(
             req_id=f"{self._settings.node}-{self._ids()}",
             client=client,
             src=f"{src[0]}:{src[1]}",
@@ -186,12 +186,10 @@ class RadiusServer(asyncio.DatagramProtocol):
             self._send(reply, src)
             await self._share_reply(request, reply)
             self._finish(outcome, started)
-        except Exception:
+        except Exception:  # the per-datagram guard: one bad request never stops the server
             self._endpoint.abandon(request)
             self.counters["drop:internal_error"] += 1
             log.exception("request_failed")
-        finally:
-            structlog.contextvars.clear_contextvars()
 
     async def _claim(self, request: NewRequest, src: tuple[str, int]) -> bool:
         """Claim the request cluster-wide; resend another node's reply when it has one.
@@ -199,6 +197,8 @@ class RadiusServer(asyncio.DatagramProtocol):
         When the store is down the request is processed here: the store's failure then shows
         in the decision itself (fail mode), which is better than silence.
         """
+        if not self._store.shared:
+            return True  # one node: the endpoint's own duplicate cache is the whole story
         try:
             async with asyncio.timeout(self._settings.store_timeout):
                 claim = await self._store.claim_request(
@@ -218,6 +218,8 @@ class RadiusServer(asyncio.DatagramProtocol):
         return False
 
     async def _share_reply(self, request: NewRequest, reply: bytes) -> None:
+        if not self._store.shared:
+            return
         try:
             async with asyncio.timeout(self._settings.store_timeout):
                 await self._store.store_reply(

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import structlog
 
+from mfa_radius import logs
 from mfa_radius.core import flow, otp, policy
 from mfa_radius.core.model import (
     Attribute,
@@ -156,7 +157,7 @@ class Authenticator:
         self, attempt: AuthAttempt, profile: Profile, progress: _Progress
     ) -> Outcome:
         pol = profile.policy
-        structlog.contextvars.bind_contextvars(mode=pol.mode.value)
+        logs.note(mode=pol.mode.value)
         if not attempt.password:
             return Reject(RejectReason.MISSING_PASSWORD)
         password, code = attempt.password, None
@@ -194,9 +195,7 @@ class Authenticator:
         progress.primary_verified = True
         progress.attributes = attrs = primary.attributes
         if primary.identity is not None:
-            structlog.contextvars.bind_contextvars(
-                display_name=primary.identity.display_name, email=primary.identity.email
-            )
+            logs.note(display_name=primary.identity.display_name, email=primary.identity.email)
         decided = flow.after_password(primary, pol, username=attempt.username)
         if decided is not None:
             return decided
@@ -211,7 +210,7 @@ class Authenticator:
         if decided is not None:
             return decided
         assert user is not None  # noqa: S101 (after_enrolment returns a decision for None)
-        structlog.contextvars.bind_contextvars(factor=Factor.TOTP.value)
+        logs.note(factor=Factor.TOTP.value)
 
         try:
             if pol.mode is Mode.APPEND:
@@ -230,7 +229,7 @@ class Authenticator:
         self, attempt: AuthAttempt, pol: ClientPolicy, primary: PrimaryChallenge
     ) -> Outcome:
         """Pass the upstream's own challenge to the NAS under a State of ours."""
-        structlog.contextvars.bind_contextvars(factor=Factor.UPSTREAM.value)
+        logs.note(factor=Factor.UPSTREAM.value)
         issue = flow.relay_upstream(
             primary,
             pol,
@@ -250,7 +249,7 @@ class Authenticator:
             self._timeouts.store,
             "store",
         )
-        structlog.contextvars.bind_contextvars(state_id=issue.key[:8])
+        logs.note(state_id=issue.key[:8])
 
     async def _check_appended(
         self, user: User, code: str | None, pol: ClientPolicy, attrs: tuple[Attribute, ...]
@@ -272,7 +271,7 @@ class Authenticator:
     ) -> Outcome:
         key = flow.challenge_key(state)
         pol = profile.policy
-        structlog.contextvars.bind_contextvars(state_id=key[:8], mode=pol.mode.value)
+        logs.note(state_id=key[:8], mode=pol.mode.value)
         try:
             record = await self._call(self._store.get_challenge(key), self._timeouts.store, "store")
             rejected = flow.check_pending(
@@ -308,9 +307,7 @@ class Authenticator:
         record: PendingChallenge,
     ) -> Outcome:
         store_timeout = self._timeouts.store
-        structlog.contextvars.bind_contextvars(
-            factor=record.factor.value, attempt=record.attempts + 1
-        )
+        logs.note(factor=record.factor.value, attempt=record.attempts + 1)
         try:
             user = await self._find_user(attempt.username)
         except (EnrolmentUnavailable, TimeoutError):
@@ -346,9 +343,7 @@ class Authenticator:
             self._users.find_user(username), self._timeouts.enrolment, "enrolment"
         )
         if user is not None:
-            structlog.contextvars.bind_contextvars(
-                user_id=user.user_id, display_name=user.display_name, email=user.email
-            )
+            logs.note(user_id=user.user_id, display_name=user.display_name, email=user.email)
         return user
 
     async def _mark_used(self, match: otp.CodeMatch, pol: ClientPolicy) -> bool:
@@ -359,7 +354,13 @@ class Authenticator:
         )
 
     async def _call(self, awaitable: Awaitable[T], deadline: float, backend: str) -> T:
-        """Await one backend call under its own deadline; log failures without secrets."""
+        """Await one backend call under its own deadline; log failures without secrets.
+
+        An in-process store never waits on I/O, so its calls skip the deadline (setting one
+        up costs more than the call); the request's overall deadline still bounds them.
+        """
+        if backend == "store" and not self._store.shared:
+            return await awaitable
         try:
             async with asyncio.timeout(deadline):
                 return await awaitable

@@ -92,6 +92,9 @@ class MemoryChallengeStore:
             (measured with 32-hex-digit keys: a mark, a challenge with one attribute).
     """
 
+    shared = False
+    """In-process: calls never wait on I/O, and only this node sees the store."""
+
     def __init__(self, clock: Clock, *, max_entries: int = 1_000_000) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")

@@ -155,6 +155,9 @@ class RedisChallengeStore:
             with a URL that is not ``rediss://``.
     """
 
+    shared = True
+    """Shared by every node over the network: calls may block and get deadlines."""
+
     def __init__(
         self,
         *,

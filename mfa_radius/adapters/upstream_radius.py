@@ -38,6 +38,7 @@ from enum import StrEnum
 
 import structlog
 
+from mfa_radius import logs
 from mfa_radius.adapters.radius_client import RadiusConnection
 from mfa_radius.core.model import (
     AuthAttempt,
@@ -468,7 +469,7 @@ class UpstreamRadiusAuthenticator:
             reply = await self._exchange(server, Code.ACCESS_REQUEST, attributes, password=password)
             if reply is None:
                 continue
-            structlog.contextvars.bind_contextvars(upstream=server.name)
+            logs.note(upstream=server.name)
             return self._result(server, reply)
         raise PrimaryUnavailable("upstream", "no home server answered")
 
