@@ -230,14 +230,13 @@ class RadiusServer(asyncio.DatagramProtocol):
 
     def _finish(self, outcome: Outcome, started: float) -> None:
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        if isinstance(outcome, Accept):
-            kind, reason = "accept", outcome.reason.value
-        elif isinstance(outcome, Reject):
-            kind, reason = "reject", outcome.reason.value
-        else:
+        if isinstance(outcome, ChallengeReply):
             kind = "challenge"
             reason = outcome.retry_reason.value if outcome.retry_reason else "challenge_issued"
-        self.counters[f"outcome:{kind}"] += 1
+        else:
+            kind = "accept" if isinstance(outcome, Accept) else "reject"
+            reason = outcome.reason.value
+        self.counters[_OUTCOME_KEYS[kind]] += 1
         log.info("request_finished", outcome=kind, reason=reason, duration_ms=duration_ms)
 
     def _count_drop(self, reason: str, src: tuple[str, int]) -> None:
@@ -247,6 +246,9 @@ class RadiusServer(asyncio.DatagramProtocol):
     def _send(self, data: bytes, src: tuple[str, int]) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.sendto(data, src)
+
+
+_OUTCOME_KEYS = {k: f"outcome:{k}" for k in ("accept", "reject", "challenge")}
 
 
 def _response(outcome: Outcome) -> tuple[Code, list[Attribute]]:

@@ -11,7 +11,6 @@ request's structlog context so that the server's ``request_finished`` line carri
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from mfa_radius.core.model import (
     User,
 )
 from mfa_radius.core.policy import ClientPolicy
+from mfa_radius.deadlines import Deadlines
 from mfa_radius.errors import (
     BackendError,
     EnrolmentUnavailable,
@@ -106,6 +106,7 @@ class Authenticator:
         clock: the time source (epoch seconds).
         timeouts: per-backend deadlines.
         new_state: source of fresh State values; 16 bytes from ``secrets`` by default.
+        deadlines: the shared deadline timer (one per event loop).
     """
 
     def __init__(
@@ -116,7 +117,9 @@ class Authenticator:
         clock: Clock,
         timeouts: Timeouts,
         new_state: Callable[[], bytes] | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
+        self._deadlines = deadlines or Deadlines()
         self._users = users
         self._store = store
         self._clock = clock
@@ -140,7 +143,7 @@ class Authenticator:
         progress = _Progress()
         budget = _answer_budget(profile.policy.response_window)
         try:
-            async with asyncio.timeout(budget):
+            with self._deadlines.limit(budget):
                 if attempt.state is None:
                     return await self._first_round(attempt, profile, progress)
                 return await self._second_round(attempt, attempt.state, profile, progress)
@@ -362,7 +365,7 @@ class Authenticator:
         if backend == "store" and not self._store.shared:
             return await awaitable
         try:
-            async with asyncio.timeout(deadline):
+            with self._deadlines.limit(deadline):
                 return await awaitable
         except TimeoutError:
             log.warning("backend_failed", backend=backend, error="TimeoutError")
