@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import signal
 import socket
 import time
@@ -449,8 +450,24 @@ async def _flush_logs(stopped: asyncio.Event) -> None:
                 await stopped.wait()
 
 
+def tune_garbage_collector() -> None:
+    """Collect cyclic garbage less often: the proxy's long-lived tables are not garbage.
+
+    The reply cache, the challenge store and the deadline heap hold hundreds of thousands of
+    objects under load; with the default thresholds the collector walks them again and again
+    (its pauses showed up spread over every function of the hot path, and in p99 latency).
+    Objects alive at start-up are frozen out of collection, and the youngest generation is
+    collected after 50,000 allocations instead of 700. Reference counting still frees
+    everything acyclic at once; only cycles wait a little longer.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def run(loaded: Loaded) -> None:
     """Run :func:`serve` on uvloop when it is installed (about 30% more UDP throughput)."""
+    tune_garbage_collector()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux

@@ -30,7 +30,6 @@ from mfa_radius.core.model import (
     AuthAttempt,
     ChallengeReply,
     Outcome,
-    Reject,
 )
 from mfa_radius.core.policy import normalise_username
 from mfa_radius.core.prompts import fit_octets
