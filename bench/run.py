@@ -2,7 +2,8 @@
 
 One scenario is a store (``memory``: in-process; ``redis``: a private redis-server on a free
 loopback port) and a primary (``none``: the NAS checked the password; ``local``: argon2id in
-the proxy). The runner
+the proxy; ``upstream``: a private FreeRADIUS on a free loopback port checks it,
+:mod:`bench.freeradius`). The runner
 
 1. writes a proxy configuration listening on 127.0.0.1 (a free port), with the production
    defaults that cost CPU left on: the JSON ``request_finished`` audit line per request at
@@ -10,7 +11,8 @@ the proxy). The runner
    the SQLite enrolment lookup on every login;
 2. enrols ``--users`` users in bulk (:mod:`bench.setup_users`; reused on the next run of the
    same scenario);
-3. starts ``python -m mfa_radius serve`` as its own process (and redis-server when needed);
+3. starts ``python -m mfa_radius serve`` as its own process (and redis-server and FreeRADIUS
+   when needed, whose CPU shares are reported as "other CPU");
 4. runs the generator (:mod:`bench.loadgen`) at (a) maximum rate, closed loop, then
    (b) a fixed offered rate, open loop, half the measured maximum (or ``--rate``), waiting
    between the two for a fresh TOTP time step so that no (user, step) is used twice;
@@ -21,12 +23,14 @@ the proxy). The runner
 Usage::
 
     python -m bench.run --scenario memory-none --duration 20 --users 100000 [--rate N]
+    python -m bench.run --scenario redis-upstream --duration 20 --users 100000
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import os
 import shutil
@@ -41,9 +45,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import loadgen
+from bench import freeradius, loadgen
 from bench import profile as profile_summary
-from bench.setup_users import create_users
+from bench.setup_users import DEFAULT_PASSWORD, create_users
 from mfa_radius import config
 from mfa_radius.adapters.aesgcm_keyring import Keyring
 from mfa_radius.radius import codec
@@ -53,7 +57,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 """Where results and the scenarios' working folders go (git-ignored)."""
 
 SECRET = "bench-shared-secret-0123456789"  # a loopback benchmark's NAS secret
-SCENARIOS = ("memory-none", "memory-local", "redis-none", "redis-local")
+SCENARIOS = (
+    "memory-none",
+    "memory-local",
+    "memory-upstream",
+    "redis-none",
+    "redis-local",
+    "redis-upstream",
+)
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 
@@ -80,15 +91,39 @@ def free_port(kind: socket.SocketKind) -> int:
         return int(sock.getsockname()[1])
 
 
+def home_server_section(home: freeradius.FreeRadius) -> str:
+    """The ``[[home_server]]`` of the benchmark FreeRADIUS (replies must be signed)."""
+    return f"""[[home_server]]
+name = "bench-freeradius"
+ipaddr = "{home.host}"
+port = {home.port}
+secret = "{home.secret}"
+response_window = 3.0
+require_message_authenticator = true
+"""
+
+
 def write_config(
-    directory: Path, *, port: int, scenario: Scenario, redis_url: str, log_level: str
+    directory: Path,
+    *,
+    port: int,
+    scenario: Scenario,
+    redis_url: str,
+    log_level: str,
+    home: freeradius.FreeRadius | None = None,
 ) -> Path:
-    """Write the proxy configuration of a scenario (the key file is kept across runs)."""
+    """Write the proxy configuration of a scenario (the key file is kept across runs).
+
+    ``home`` is the upstream FreeRADIUS, required by the ``upstream`` primary.
+    """
+    if (scenario.primary == "upstream") != (home is not None):
+        raise ValueError("the upstream primary needs a home server, and only it")
     directory.mkdir(parents=True, exist_ok=True)
     key_file = directory / "enrolment.key"
     if not key_file.exists():
         key_file.write_text(Keyring.generate_line("bench1") + "\n", encoding="utf-8")
     redis = f'[redis]\nurl = "{redis_url}"\n' if scenario.store == "redis" else ""
+    upstream = home_server_section(home) if home is not None else ""
     decision = f'mode = "challenge"\nprimary = "{scenario.primary}"\nresponse_window = 5.0\n'
     if "profile" in config.Config.model_fields:
         # Decision settings live in a [profile.NAME] section that clients name.
@@ -111,6 +146,7 @@ require_message_authenticator = "yes"
 backend = "{scenario.store}"
 
 {redis}
+{upstream}
 [enrolment]
 database = "sqlite:///enrolment.db"
 key_file = "enrolment.key"
@@ -240,6 +276,17 @@ def server_counters(log_path: Path) -> dict[str, Any]:
     return {"counters": counters, "log_lines": lines, "log_bytes": size}
 
 
+def check_csv_password(users_csv: Path, password: str) -> None:
+    """Fail early when a reused users CSV carries another password than the primary checks."""
+    with users_csv.open(encoding="utf-8", newline="") as handle:
+        first = next(csv.reader(handle), None)
+    if first is None or first[1] != password:
+        raise RuntimeError(
+            f"{users_csv}: the users' password is not the one the primary expects; "
+            "delete the scenario's working folder to recreate the users"
+        )
+
+
 def wait_for_step(after: int, time_step: int = 30) -> None:
     """Sleep until the TOTP step ``after + 1`` has begun (at most one step)."""
     target = (after + 1) * time_step + 0.05
@@ -289,13 +336,21 @@ def main(argv: list[str] | None = None) -> int:
         choices=("all", "gil"),
         help="py-spy the max-rate run: every thread, or only the GIL holder",
     )
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=RESULTS,
+        help="where the results, the table and the working folders go (default bench/results)",
+    )
     args = parser.parse_args(argv)
+    results_dir: Path = args.results_dir
 
     scenario = parse_scenario(args.scenario)
-    concurrency = args.concurrency or (256 if scenario.primary == "none" else 8)
+    # argon2id (local) is CPU-bound: a few logins in flight saturate it; the others wait on I/O.
+    concurrency = args.concurrency or (8 if scenario.primary == "local" else 256)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     label = scenario.name + ("" if args.log_level == "info" else f"-log-{args.log_level}")
-    work = RESULTS / "work" / f"{scenario.name}-{args.users}"
+    work = results_dir / "work" / f"{scenario.name}-{args.users}"
     work.mkdir(parents=True, exist_ok=True)
     users_csv = work / "users.csv"
     reports: list[tuple[str, loadgen.RunReport]] = []
@@ -307,11 +362,24 @@ def main(argv: list[str] | None = None) -> int:
         if scenario.store == "redis":
             redis_url, redis_pid = stack.enter_context(redis_server(work))
             watch["redis"] = redis_pid
+        home = None
+        password = DEFAULT_PASSWORD
+        if scenario.primary == "upstream":
+            home = stack.enter_context(freeradius.freeradius_server(work / "freeradius"))
+            watch["freeradius"] = home.pid
+            password = freeradius.PASSWORD
+            extra["freeradius_log"] = str(home.log_path)
         port = free_port(socket.SOCK_DGRAM)
         config_path = write_config(
-            work, port=port, scenario=scenario, redis_url=redis_url, log_level=args.log_level
+            work,
+            port=port,
+            scenario=scenario,
+            redis_url=redis_url,
+            log_level=args.log_level,
+            home=home,
         )
-        setup = create_users(config_path, args.users, users_csv)
+        setup = create_users(config_path, args.users, users_csv, password=password)
+        check_csv_password(users_csv, password)
         print(f"users: {setup.users} ({setup.created} created in {setup.seconds:.1f} s)")
         extra["setup_seconds"] = round(setup.seconds, 2)
         log_path = work / "server.log"
@@ -335,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         half_rate = args.rate
         if args.rate is None:
             profiler = None
-            raw = RESULTS / f"{label}-{stamp}-pyspy-{args.profile}.txt"
+            raw = results_dir / f"{label}-{stamp}-pyspy-{args.profile}.txt"
             if args.profile:
                 profiler = start_profiler(
                     server.pid,
@@ -351,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                 profiler.wait(timeout=args.duration + 60)
                 if raw.exists():
                     text = profile_summary.summary(profile_summary.parse(raw), 40)
-                    (RESULTS / f"{label}-{stamp}-profile.md").write_text(text, encoding="utf-8")
+                    (results_dir / f"{label}-{stamp}-profile.md").write_text(text, encoding="utf-8")
                     extra["profile"] = str(raw)
                     print(text)
         if half_rate and (args.rate is not None or not args.no_half):
@@ -373,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             status = 1
             print(f"  counts: {json.dumps(report.counts)} errors: {report.errors}")
     print(f"server: {json.dumps(extra.get('counters', {}))}")
-    out = RESULTS / f"{label}-{stamp}.json"
+    out = results_dir / f"{label}-{stamp}.json"
     out.write_text(
         json.dumps(
             {
@@ -388,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         encoding="utf-8",
     )
-    with (RESULTS / "results.md").open("a", encoding="utf-8") as table:
+    with (results_dir / "results.md").open("a", encoding="utf-8") as table:
         for _, report in reports:
             table.write(loadgen.table_row(label, report) + "\n")
     print(f"results: {out}")

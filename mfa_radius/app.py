@@ -33,6 +33,7 @@ from mfa_radius.adapters.sql_enrolments import SqlEnrolmentStore
 from mfa_radius.adapters.upstream_radius import HomeServer, UpstreamRadiusAuthenticator
 from mfa_radius.config import ClientConfig, Config, Loaded, deadline_warnings, parse_listen
 from mfa_radius.core.policy import ClientPolicy
+from mfa_radius.deadlines import Deadlines
 from mfa_radius.errors import ConfigError
 from mfa_radius.ports import ChallengeStore, EnrolmentStore, PrimaryAuthenticator
 from mfa_radius.radius.clients import Client, ClientTable
@@ -344,7 +345,9 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
             )
             for c in cfg.client
         }
+        deadlines = Deadlines()
         authenticator = Authenticator(
+            deadlines=deadlines,
             users=BatchedUserLookup(enrolments),
             store=store,
             clock=clock,
@@ -377,6 +380,7 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
                 store=store,
                 clock=clock,
                 settings=settings,
+                deadlines=deadlines,
             )
             try:
                 transport, _ = await loop.create_datagram_endpoint(

@@ -33,6 +33,7 @@ from mfa_radius.core.model import (
 )
 from mfa_radius.core.policy import normalise_username
 from mfa_radius.core.prompts import fit_octets
+from mfa_radius.deadlines import Deadlines
 from mfa_radius.errors import StoreUnavailable
 from mfa_radius.ports import ChallengeStore, Clock
 from mfa_radius.radius.endpoint import Endpoint, NewRequest, Respond
@@ -71,6 +72,7 @@ class RadiusServer(asyncio.DatagramProtocol):
         store: the shared store (cluster-wide duplicate detection).
         clock: time source.
         settings: server settings.
+        deadlines: the shared deadline timer (one per event loop).
     """
 
     def __init__(
@@ -82,7 +84,9 @@ class RadiusServer(asyncio.DatagramProtocol):
         store: ChallengeStore,
         clock: Clock,
         settings: ServerSettings,
+        deadlines: Deadlines | None = None,
     ) -> None:
+        self._deadlines = deadlines or Deadlines()
         self._endpoint = endpoint
         self._authenticator = authenticator
         self._profiles = profiles
@@ -199,7 +203,7 @@ class RadiusServer(asyncio.DatagramProtocol):
         if not self._store.shared:
             return True  # one node: the endpoint's own duplicate cache is the whole story
         try:
-            async with asyncio.timeout(self._settings.store_timeout):
+            with self._deadlines.limit(self._settings.store_timeout):
                 claim = await self._store.claim_request(
                     request.key.store_key(), self._settings.reply_ttl
                 )
@@ -220,7 +224,7 @@ class RadiusServer(asyncio.DatagramProtocol):
         if not self._store.shared:
             return
         try:
-            async with asyncio.timeout(self._settings.store_timeout):
+            with self._deadlines.limit(self._settings.store_timeout):
                 await self._store.store_reply(
                     request.key.store_key(), reply, self._settings.reply_ttl
                 )
