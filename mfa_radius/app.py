@@ -26,22 +26,28 @@ from mfa_radius import logs
 from mfa_radius.adapters.aesgcm_keyring import Keyring
 from mfa_radius.adapters.argon2_primary import Argon2PrimaryAuthenticator
 from mfa_radius.adapters.batched_lookup import BatchedUserLookup
+from mfa_radius.adapters.file_sender import FileCodeSender
 from mfa_radius.adapters.ldap_directory import LdapDirectory, LdapSettings
 from mfa_radius.adapters.memory_store import MemoryChallengeStore
 from mfa_radius.adapters.redis_store import RedisChallengeStore
 from mfa_radius.adapters.sql_enrolments import SqlEnrolmentStore
+from mfa_radius.adapters.twilio_sender import TwilioCodeSender
 from mfa_radius.adapters.upstream_radius import HomeServer, UpstreamRadiusAuthenticator
 from mfa_radius.config import ClientConfig, Config, Loaded, deadline_warnings, parse_listen
+from mfa_radius.core import limits
+from mfa_radius.core.model import Factor
 from mfa_radius.core.policy import ClientPolicy
 from mfa_radius.deadlines import Deadlines
+from mfa_radius.dispatch import PhoneFactors, PhoneSettings
 from mfa_radius.errors import ConfigError
-from mfa_radius.ports import ChallengeStore, EnrolmentStore, PrimaryAuthenticator
+from mfa_radius.ports import ChallengeStore, CodeSender, EnrolmentStore, PrimaryAuthenticator
 from mfa_radius.radius.clients import Client, ClientTable
 from mfa_radius.radius.dictionary import load as load_dictionary
 from mfa_radius.radius.endpoint import Endpoint
 from mfa_radius.radius.packet import AttrType
 from mfa_radius.server import RadiusServer, ServerSettings
 from mfa_radius.service import Authenticator, NoPrimary, Profile, Timeouts
+from mfa_radius.webhook import WebhookServer
 
 log = structlog.get_logger("mfa_radius.app")
 
@@ -142,6 +148,18 @@ def client_policy(cfg: Config, client: ClientConfig) -> ClientPolicy:
         fold_case=prof.fold_case,
         strip_domain=prof.strip_domain,
         strip_realm=prof.strip_realm,
+        factors=tuple(Factor(f) for f in prof.factors),
+        show_menu=prof.show_menu,
+        sms_prompt=prof.sms_prompt,
+        voice_prompt=prof.voice_prompt,
+        sms_text=prof.sms_text,
+        sms_sender=prof.sms_sender,
+        voice_caller_id=prof.voice_caller_id,
+        organisation=prof.organisation,
+        language=prof.language,
+        allowed_regions=frozenset(c.upper() for c in prof.allowed_countries),
+        default_region=prof.default_region,
+        code_length=prof.code_length,
         exempt_users=frozenset(prof.exempt_users),
         exempt_groups=frozenset(g.casefold() for g in prof.exempt_groups),
         require_groups=frozenset(g.casefold() for g in prof.require_groups),
@@ -299,6 +317,48 @@ def ldap_settings(loaded: Loaded) -> LdapSettings:
         raise ConfigError(f"{loaded.path}: ldap: {exc}") from None
 
 
+def open_sender(loaded: Loaded) -> CodeSender | None:
+    """The SMS/voice provider, when some profile uses a phone factor."""
+    cfg = loaded.config
+    phone = {"sms", "voice", "approve"}
+    if not any(phone & set(p.factors) for p in cfg.profiles().values()):
+        return None
+    if cfg.delivery.sender == "file":
+        assert cfg.delivery.file is not None  # noqa: S101 (validated in config)
+        return FileCodeSender(cfg.delivery.file)
+    assert loaded.twilio_auth_token is not None  # noqa: S101 (validated in config)
+    return TwilioCodeSender(
+        account_sid=cfg.twilio.account_sid,
+        auth_token=loaded.twilio_auth_token.get_secret_value(),
+        timeout=cfg.delivery.timeout,
+        api_base_url=cfg.twilio.api_base_url,
+    )
+
+
+def phone_settings(loaded: Loaded, keyring: Keyring) -> PhoneSettings:
+    """Limits, lockout and keys of the phone factors."""
+    cfg = loaded.config
+    lim = cfg.limits
+    return PhoneSettings(
+        send_limits=limits.SendLimits(
+            per_user=limits.Rate(lim.user_sends, lim.user_window),
+            per_number=limits.Rate(lim.number_sends, lim.number_window),
+            per_region=limits.Rate(lim.country_sends, lim.country_window),
+            daily=lim.daily_sends,
+            cooldown=lim.cooldown,
+        ),
+        lockout=limits.Lockout(
+            threshold=cfg.lockout.threshold,
+            base_delay=cfg.lockout.base_delay,
+            max_delay=cfg.lockout.max_delay,
+            memory=cfg.lockout.memory,
+        ),
+        code_key=keyring.derive(b"sent-code-hash"),
+        webhook_url=cfg.webhook.public_url.rstrip("/"),
+        gather_seconds=cfg.webhook.gather_seconds,
+    )
+
+
 @dataclass
 class Running:
     """A started proxy: its sockets and parts, for tests and for the signal handler.
@@ -334,6 +394,8 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
     transports: list[asyncio.DatagramTransport] = []
     servers: list[RadiusServer] = []
     primaries = Primaries(by_name={})
+    sender: CodeSender | None = None
+    webhook: WebhookServer | None = None
     try:
         primaries = await open_primaries(loaded, enrolments, clock)
         for warning in deadline_warnings(cfg):
@@ -346,8 +408,30 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
             for c in cfg.client
         }
         deadlines = Deadlines()
+        sender = open_sender(loaded)
+        phones = PhoneFactors(
+            sender=sender,
+            store=store,
+            clock=clock,
+            settings=phone_settings(loaded, keyring_from(loaded)),
+            deadlines=deadlines,
+            store_timeout=cfg.store.timeout,
+            send_timeout=cfg.delivery.timeout,
+        )
+        if cfg.webhook.listen:
+            assert loaded.twilio_auth_token is not None  # noqa: S101 (validated in config)
+            hook_host, hook_port = parse_listen(cfg.webhook.listen)
+            webhook = WebhookServer(
+                listen_host=hook_host,
+                listen_port=hook_port,
+                public_url=cfg.webhook.public_url.rstrip("/"),
+                auth_token=loaded.twilio_auth_token.get_secret_value(),
+                store=store,
+            )
+            await webhook.start()
         authenticator = Authenticator(
             deadlines=deadlines,
+            phones=phones,
             users=BatchedUserLookup(enrolments),
             store=store,
             clock=clock,
@@ -408,6 +492,10 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
         for server in servers:
             await server.drain(DRAIN_SECONDS)
         await primaries.close()
+        if webhook is not None:
+            await webhook.close()
+        if sender is not None:
+            await sender.close()
         await store.close()
         await enrolments.close()
         counters: dict[str, int] = {}

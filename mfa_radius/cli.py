@@ -24,7 +24,7 @@ from mfa_radius.adapters.aesgcm_keyring import Keyring
 from mfa_radius.adapters.argon2_primary import hash_password
 from mfa_radius.adapters.radius_client import LoginResult, RadiusClient
 from mfa_radius.adapters.sql_enrolments import SqlEnrolmentStore
-from mfa_radius.core import otp
+from mfa_radius.core import limits, otp
 from mfa_radius.core.model import User
 from mfa_radius.demo import prepare as prepare_demo
 from mfa_radius.errors import AlreadyExists, BackendError, ConfigError, NotFound
@@ -247,6 +247,29 @@ def user_remove(username: str, config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
     loaded = _load(config_path)
     _run(_with_enrolments(loaded, lambda s: s.remove_user(username.casefold())))
     out.print(f"user {username} removed")
+
+
+@user_cli.command("unlock")
+def user_unlock(username: str, config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """End a lockout for wrong codes and forget the user's wrong codes (cluster-wide)."""
+    loaded = _load(config_path)
+    name = username.casefold()
+    if loaded.config.store.backend == "memory":
+        err.print(
+            "the in-process store belongs to the running proxy and cannot be reached from here: "
+            "the lockout ends after its delay, or when the proxy restarts"
+        )
+        raise typer.Exit(1)
+
+    async def unlock() -> None:
+        store = app.open_store(loaded, app.SystemClock())
+        try:
+            await store.delete(limits.failures_key(name), limits.lock_key(name))
+        finally:
+            await store.close()
+
+    _run(unlock())
+    out.print(f"user {name} unlocked")
 
 
 @user_cli.command("passwd")

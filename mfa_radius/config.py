@@ -32,6 +32,8 @@ from mfa_radius.core.model import FailMode, Mode, Unenrolled
 from mfa_radius.core.prompts import (
     DEFAULT_PROMPT,
     DEFAULT_RETRY_PROMPT,
+    DEFAULT_SMS_PROMPT,
+    DEFAULT_VOICE_PROMPT,
     MAX_ATTRIBUTE_OCTETS,
     PLACEHOLDERS,
 )
@@ -164,7 +166,7 @@ def _check_secret(value: str) -> None:
 
 
 PrimaryName = Literal["local", "none", "upstream", "ldap"]
-FactorName = Literal["totp"]
+FactorName = Literal["totp", "sms", "voice", "approve"]
 
 
 def _default_factors() -> list[FactorName]:
@@ -187,8 +189,41 @@ class ProfileConfig(_Model):
     factors: list[FactorName] = Field(
         default_factory=_default_factors,
         min_length=1,
-        description="Second factors allowed, in order of preference.",
+        description="Second factors allowed, in order of preference: totp, sms, voice "
+        "(challenge mode), approve (mode approve).",
     )
+    show_menu: bool = Field(
+        default=True,
+        description="Offer the other phone factors at the prompt (1: a text, 2: a call).",
+    )
+    sms_prompt: str = Field(
+        default=DEFAULT_SMS_PROMPT,
+        description="Prompt after a text message ({digits}, {phone}: masked number).",
+    )
+    voice_prompt: str = Field(
+        default=DEFAULT_VOICE_PROMPT, description="Prompt after a call that read the code."
+    )
+    sms_text: str = Field(
+        default="{organisation} sign-in code: {code}. Valid for {minutes} minutes.",
+        description="The text message ({code}, {minutes}, {organisation}).",
+    )
+    sms_sender: str = Field(
+        default="", description="E.164 number or Messaging Service SID (MG...) texts come from."
+    )
+    voice_caller_id: str = Field(default="", description="E.164 number calls come from.")
+    organisation: str = Field(
+        default="mfa-radius",
+        description="Named in texts and calls (carriers may drop the caller id).",
+    )
+    language: str = Field(default="en-US", description="Language of spoken text (TwiML).")
+    allowed_countries: list[str] = Field(
+        default_factory=list,
+        description="ISO 3166 regions codes may be sent to (toll fraud); empty allows all.",
+    )
+    default_region: str | None = Field(
+        default=None, description="ISO region of numbers stored without a country code."
+    )
+    code_length: int = Field(default=6, ge=6, le=10, description="Digits of a sent code.")
     append_delimiter: str = Field(
         default=",", max_length=4, description="Separator between password and code in append mode."
     )
@@ -227,10 +262,23 @@ class ProfileConfig(_Model):
     strip_realm: bool = Field(default=False, description="Turn user@realm into user.")
     fold_case: bool = Field(default=True, description="Compare usernames case-insensitively.")
 
-    @field_validator("prompt")
+    @field_validator("prompt", "sms_prompt", "voice_prompt")
     @classmethod
     def _prompt_fits(cls, value: str | None) -> str | None:
         return None if value is None else check_prompt(value)
+
+    @model_validator(mode="after")
+    def _factors_fit_mode(self) -> ProfileConfig:
+        if self.mode is Mode.APPROVE and self.factors != ["approve"]:
+            raise ValueError('mode = "approve" needs factors = ["approve"]')
+        if self.mode is not Mode.APPROVE and "approve" in self.factors:
+            raise ValueError('factor "approve" needs mode = "approve"')
+        phone = {"sms", "voice", "approve"} & set(self.factors)
+        if "sms" in phone and not self.sms_sender:
+            raise ValueError("factor sms needs sms_sender")
+        if phone - {"sms"} and not self.voice_caller_id:
+            raise ValueError("factors voice and approve need voice_caller_id")
+        return self
 
     @model_validator(mode="after")
     def _groups_need_a_directory(self) -> ProfileConfig:
@@ -379,6 +427,79 @@ class LdapConfig(_Model):
         return self
 
 
+class DeliveryConfig(_Model):
+    """``[delivery]``: who sends text messages and places calls."""
+
+    sender: Literal["twilio", "file"] = Field(
+        default="twilio", description="twilio, or file (a lab: messages appended to a file)."
+    )
+    file: Path | None = Field(default=None, description="The file of the file sender.")
+    timeout: float = Field(default=5.0, gt=0, le=30, description="Seconds per provider request.")
+
+
+class TwilioConfig(_Model):
+    """``[twilio]``: the Twilio account (SMS, voice, approve calls)."""
+
+    account_sid: str = Field(default="", description="Account SID (AC...).")
+    auth_token_file: Path | None = Field(
+        default=None, description="File holding the auth token (also verifies webhooks)."
+    )
+    api_base_url: str | None = Field(
+        default=None, description="Override of Twilio's API URL (tests); unset in production."
+    )
+
+
+class WebhookConfig(_Model):
+    """``[webhook]``: the HTTP listener Twilio posts approve-call keypresses to."""
+
+    listen: str = Field(
+        default="", description="host:port of the listener (behind a reverse proxy); empty: off."
+    )
+    public_url: str = Field(
+        default="", description="The URL Twilio reaches the listener at (https://.../twilio)."
+    )
+    gather_seconds: int = Field(
+        default=15, ge=5, le=60, description="Seconds an approve call waits for a key."
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value:
+            parse_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _both(self) -> WebhookConfig:
+        if bool(self.listen) != bool(self.public_url):
+            raise ValueError("set both listen and public_url, or neither")
+        return self
+
+
+class LimitsConfig(_Model):
+    """``[limits]``: how many codes may be sent (SMS bombing, toll fraud); cluster-wide."""
+
+    user_sends: int = Field(default=5, ge=1, description="Sends per user per user_window.")
+    user_window: float = Field(default=3600.0, gt=0, description="Seconds.")
+    number_sends: int = Field(default=5, ge=1, description="Sends per number per number_window.")
+    number_window: float = Field(default=3600.0, gt=0, description="Seconds.")
+    country_sends: int = Field(
+        default=1000, ge=1, description="Sends per destination country per country_window."
+    )
+    country_window: float = Field(default=3600.0, gt=0, description="Seconds.")
+    daily_sends: int = Field(default=10_000, ge=1, description="Sends per day, all users.")
+    cooldown: float = Field(default=20.0, ge=0, description="Seconds between sends to a user.")
+
+
+class LockoutConfig(_Model):
+    """``[lockout]``: wrong codes lock a user out (counted only after a correct password)."""
+
+    threshold: int = Field(default=5, ge=1, description="Wrong codes before the first lockout.")
+    base_delay: float = Field(default=60.0, gt=0, description="Seconds of the first lockout.")
+    max_delay: float = Field(default=3600.0, gt=0, description="Longest lockout (doubling).")
+    memory: float = Field(default=86_400.0, gt=0, description="Seconds a wrong code is remembered.")
+
+
 class StoreConfig(_Model):
     """``[store]``: where pending challenges and replay marks live."""
 
@@ -504,6 +625,11 @@ class Config(_Model):
     home_server: list[HomeServerConfig] = Field(default_factory=list)
     upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
     ldap: LdapConfig = Field(default_factory=LdapConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    twilio: TwilioConfig = Field(default_factory=TwilioConfig)
+    webhook: WebhookConfig = Field(default_factory=WebhookConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    lockout: LockoutConfig = Field(default_factory=LockoutConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     enrolment: EnrolmentConfig = Field(default_factory=EnrolmentConfig)
@@ -558,6 +684,7 @@ class Loaded(BaseModel):
         key_text: the secret-encryption key lines, if configured.
         home_server_secrets: shared secret of each home server, by name.
         ldap_bind_password: the LDAP service account's password, if configured.
+        twilio_auth_token: the Twilio auth token, if configured.
     """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
@@ -569,6 +696,7 @@ class Loaded(BaseModel):
     key_text: SecretStr | None = None
     home_server_secrets: dict[str, SecretStr] = {}
     ldap_bind_password: SecretStr | None = None
+    twilio_auth_token: SecretStr | None = None
 
     def database_path(self) -> Path | None:
         """The SQLite file of the enrolment database, or None for another engine."""
@@ -636,7 +764,13 @@ def load(path: Path, *, environ: dict[str, str] | None = None) -> Loaded:
         )
     elif env.get(KEY_ENV):
         key_text = SecretStr(env[KEY_ENV])
+    twilio_token = None
+    if config.twilio.auth_token_file is not None:
+        twilio_token = SecretStr(
+            _read_secret(path, "twilio.auth_token_file", config.twilio.auth_token_file)
+        )
     return Loaded(
+        twilio_auth_token=twilio_token,
         path=path,
         config=config,
         client_secrets=secrets_by_client,
@@ -674,6 +808,8 @@ def _resolve_paths(raw: dict[str, object], base: Path) -> None:
         ("enrolment", "key_file"),
         ("ldap", "bind_password_file"),
         ("ldap", "ca_file"),
+        ("twilio", "auth_token_file"),
+        ("delivery", "file"),
     ):
         table = raw.get(section)
         if isinstance(table, dict) and isinstance(table.get(key), str):

@@ -72,7 +72,23 @@ class EnrolmentUnavailable(BackendError):
 
 
 class DeliveryFailed(BackendError):
-    """An SMS or a call could not be handed to the provider."""
+    """An SMS or a call could not be handed to the provider.
+
+    Args:
+        backend: the provider (``"twilio"``, ``"file"``).
+        detail: a short description without the phone number or any token.
+        permanent: True when retrying cannot help (bad or unsubscribed number, a 4xx answer):
+            the login is rejected with its own reason; False for an outage (5xx, 429,
+            timeout), where the profile's fail mode decides.
+        code: the provider's error code, when it gave one (Twilio's 21211, ...).
+    """
+
+    def __init__(
+        self, backend: str, detail: str = "", *, permanent: bool = False, code: int | None = None
+    ) -> None:
+        super().__init__(backend, detail)
+        self.permanent = permanent
+        self.code = code
 
 
 class PrimaryUnavailable(BackendError):

@@ -88,6 +88,39 @@ class ChallengeStore(Protocol):
         """Keep the reply of a claimed request so that duplicates get the same bytes."""
         ...
 
+    async def count(self, key: str, window: float) -> int:
+        """Add one to a counter that lives ``window`` seconds from its first hit.
+
+        Returns:
+            The counter's value after this hit (1 for the first).
+        """
+        ...
+
+    async def peek_count(self, key: str) -> int:
+        """Return a counter's value without changing it (0 when absent or expired)."""
+        ...
+
+    async def delete(self, *keys: str) -> None:
+        """Remove counters or marks (``mfa-radius user unlock``)."""
+        ...
+
+    async def publish_result(self, key: str, value: str, ttl: float) -> None:
+        """Record the result of an out-of-band step (a keypress on an approve call).
+
+        The value is kept for ``ttl`` seconds and every node waiting on ``key`` learns it at
+        once (Redis: SET plus PUBLISH; memory: an event in the same process).
+        """
+        ...
+
+    async def wait_result(self, key: str, timeout: float) -> str | None:  # noqa: ASYNC109 (waiting is the operation; the caller passes its remaining budget)
+        """Wait up to ``timeout`` seconds for :meth:`publish_result` on ``key``, from any node.
+
+        Returns:
+            The value, or None when nothing was published in time. A value published before
+            the wait began is returned at once.
+        """
+        ...
+
     async def ping(self) -> None:
         """Check that the store answers (for ``check-config`` and readiness)."""
         ...
@@ -178,6 +211,50 @@ class EnrolmentStore(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message or call the provider accepted.
+
+    Attributes:
+        provider_id: the provider's id for it (Twilio's Message or Call SID), for the audit.
+    """
+
+    provider_id: str
+
+
+class CodeSender(Protocol):
+    """Sends text messages and places calls (Twilio, or a file for labs).
+
+    Every method raises :class:`mfa_radius.errors.DeliveryFailed` (``permanent`` for a
+    refused number, otherwise an outage) and never retries a request that may have been
+    delivered: one login attempt is at most one message or call.
+    """
+
+    async def send_sms(self, to: str, body: str, *, sender: str) -> Delivery:
+        """Send ``body`` to the E.164 number ``to`` from ``sender``.
+
+        Args:
+            to: E.164 destination.
+            body: the text (contains the code: never logged).
+            sender: an E.164 number or a Messaging Service SID (``MG...``).
+        """
+        ...
+
+    async def call(self, to: str, twiml: str, *, caller_id: str) -> Delivery:
+        """Place a call to ``to`` that plays ``twiml`` (TwiML: <Say>, <Gather>).
+
+        Args:
+            to: E.164 destination.
+            twiml: the call's instructions (may contain a code: never logged).
+            caller_id: the E.164 number shown to the callee (carriers may drop it).
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release HTTP sessions."""
         ...
 
 

@@ -11,19 +11,23 @@ request's structlog context so that the server's ``request_finished`` line carri
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import structlog
 
 from mfa_radius import logs
-from mfa_radius.core import flow, otp, policy
+from mfa_radius.core import factors, flow, limits, otp, policy
 from mfa_radius.core.model import (
+    Accept,
     Attribute,
     AuthAttempt,
+    ChallengeReply,
     Factor,
+    Identity,
     Mode,
     Outcome,
     PendingChallenge,
@@ -36,8 +40,9 @@ from mfa_radius.core.model import (
 )
 from mfa_radius.core.policy import ClientPolicy
 from mfa_radius.deadlines import Deadlines
+from mfa_radius.dispatch import PhoneFactors, PhoneSettings
 from mfa_radius.errors import (
-    BackendError,
+    DeliveryFailed,
     EnrolmentUnavailable,
     PrimaryUnavailable,
     StoreUnavailable,
@@ -90,11 +95,14 @@ class NoPrimary:
 class _Progress:
     """What one request has established so far, for the fail-mode decision on a timeout."""
 
-    __slots__ = ("attributes", "primary_verified")
+    __slots__ = ("attributes", "ends", "identity", "primary_verified")
 
-    def __init__(self) -> None:
+    def __init__(self, ends: float) -> None:
         self.primary_verified = False
         self.attributes: tuple[Attribute, ...] = ()
+        self.identity: Identity | None = None
+        self.ends = ends
+        """Loop time by which the answer must be decided."""
 
 
 class Authenticator:
@@ -107,6 +115,8 @@ class Authenticator:
         timeouts: per-backend deadlines.
         new_state: source of fresh State values; 16 bytes from ``secrets`` by default.
         deadlines: the shared deadline timer (one per event loop).
+        phones: text, call and approve factors with their limits; None without a provider
+            (the lockout for wrong codes then uses default settings).
     """
 
     def __init__(
@@ -118,8 +128,22 @@ class Authenticator:
         timeouts: Timeouts,
         new_state: Callable[[], bytes] | None = None,
         deadlines: Deadlines | None = None,
+        phones: PhoneFactors | None = None,
     ) -> None:
         self._deadlines = deadlines or Deadlines()
+        self._phones = phones or PhoneFactors(
+            sender=None,
+            store=store,
+            clock=clock,
+            settings=PhoneSettings(
+                send_limits=limits.SendLimits(),
+                lockout=limits.Lockout(),
+                code_key=secrets.token_bytes(32),
+            ),
+            deadlines=self._deadlines,
+            store_timeout=timeouts.store,
+            send_timeout=timeouts.primary,
+        )
         self._users = users
         self._store = store
         self._clock = clock
@@ -140,8 +164,8 @@ class Authenticator:
         Returns:
             Accept, Reject or ChallengeReply.
         """
-        progress = _Progress()
         budget = _answer_budget(profile.policy.response_window)
+        progress = _Progress(asyncio.get_running_loop().time() + budget)
         try:
             with self._deadlines.limit(budget):
                 if attempt.state is None:
@@ -203,30 +227,101 @@ class Authenticator:
         if decided is not None:
             return decided
 
+        progress.identity = primary.identity
         try:
             user = await self._find_user(attempt.username)
         except (EnrolmentUnavailable, TimeoutError):
             return policy.on_backend_failure(
                 RejectReason.ENROLMENT_UNAVAILABLE, pol, primary_verified=True, attributes=attrs
             )
-        decided = flow.after_enrolment(user, pol, attrs)
+        phone = _phone(user, primary.identity, pol)
+        usable = (
+            factors.available(user, phone, pol.factors, allowed_regions=pol.allowed_regions)
+            if user
+            else ()
+        )
+        decided = flow.after_enrolment(user, usable, pol, attrs)
         if decided is not None:
             return decided
         assert user is not None  # noqa: S101 (after_enrolment returns a decision for None)
-        logs.note(factor=Factor.TOTP.value)
-
         try:
+            if await self._phones.locked(user.username):
+                return Reject(RejectReason.LOCKED_OUT)
             if pol.mode is Mode.APPEND:
+                logs.note(factor=Factor.TOTP.value)
                 return await self._check_appended(user, code, pol, attrs)
-            issue = flow.issue_challenge(
-                user, pol, attrs, now=self._clock.now(), state=self._new_state()
-            )
-            await self._put(issue)
+            if pol.mode is Mode.APPROVE:
+                return await self._approve(user, phone, usable, pol, progress)
+            return await self._challenge(user, phone, usable, pol, attrs)
         except (StoreUnavailable, TimeoutError):
             return policy.on_backend_failure(
                 RejectReason.STORE_UNAVAILABLE, pol, primary_verified=True, attributes=attrs
             )
+        except DeliveryFailed:
+            return policy.on_backend_failure(
+                RejectReason.DELIVERY_UNAVAILABLE, pol, primary_verified=True, attributes=attrs
+            )
+
+    async def _challenge(
+        self,
+        user: User,
+        phone: str | None,
+        usable: tuple[Factor, ...],
+        pol: ClientPolicy,
+        attrs: tuple[Attribute, ...],
+    ) -> Outcome:
+        """Challenge mode: ask for the first usable factor (sending its code if it has one)."""
+        prompt_factors = tuple(f for f in usable if f is not Factor.APPROVE)
+        if not prompt_factors:
+            return Reject(RejectReason.NOT_ENROLLED)
+        first = prompt_factors[0]
+        logs.note(factor=first.value)
+        state = self._new_state()
+        code_hash = ""
+        if first in (Factor.SMS, Factor.VOICE):
+            assert phone is not None  # noqa: S101 (phone factors are usable only with a phone)
+            sent = await self._phones.send_code(
+                first, username=user.username, phone=phone, policy=pol, state=state
+            )
+            if isinstance(sent, Reject):
+                return sent
+            code_hash = sent
+        issue = flow.issue_challenge(
+            user,
+            pol,
+            attrs,
+            now=self._clock.now(),
+            state=state,
+            factor=first,
+            code_hash=code_hash,
+            phone=phone or "",
+            options=prompt_factors,
+        )
+        await self._put(issue)
         return issue.reply
+
+    async def _approve(
+        self,
+        user: User,
+        phone: str | None,
+        usable: tuple[Factor, ...],
+        pol: ClientPolicy,
+        progress: _Progress,
+    ) -> Outcome:
+        """Approve mode: call the user and answer with their keypress, within the window."""
+        if Factor.APPROVE not in usable or phone is None:
+            return Reject(RejectReason.NOT_ENROLLED)
+        budget = progress.ends - asyncio.get_running_loop().time() - _APPROVE_MARGIN
+        outcome = await self._phones.approve(
+            username=user.username,
+            phone=phone,
+            policy=pol,
+            attributes=progress.attributes,
+            budget=budget,
+        )
+        if isinstance(outcome, Accept):
+            await self._phones.clear_failures(user.username)
+        return outcome
 
     async def _relay(
         self, attempt: AuthAttempt, pol: ClientPolicy, primary: PrimaryChallenge
@@ -311,28 +406,41 @@ class Authenticator:
     ) -> Outcome:
         store_timeout = self._timeouts.store
         logs.note(factor=record.factor.value, attempt=record.attempts + 1)
+        if record.phone:
+            logs.note(phone_tail=logs.phone_tail(record.phone))
         try:
             user = await self._find_user(attempt.username)
         except (EnrolmentUnavailable, TimeoutError):
             return Reject(RejectReason.ENROLMENT_UNAVAILABLE)
-        if user is None or user.disabled or not user.tokens:
+        if user is None or user.disabled:
             await self._call(self._store.take_challenge(key), store_timeout, "store")
             return Reject(RejectReason.USER_DISABLED if user else RejectReason.UNKNOWN_USER)
 
-        code = (attempt.password or b"").decode("utf-8", errors="replace").strip()
+        answer = (attempt.password or b"").decode("utf-8", errors="replace").strip()
+        choice = factors.parse_choice(answer)
+        if choice is not None and choice in record.options and choice is not record.factor:
+            try:
+                return await self._switch(user, choice, state, key, pol, record)
+            except DeliveryFailed:
+                return Reject(RejectReason.DELIVERY_UNAVAILABLE)
+
+        if factors.sent_code_matches(self._phones.code_key, state, record.code_hash, answer):
+            return await self._right_code(user, key)
+        reason = RejectReason.BAD_CODE
         match = otp.check_totp(
             user.tokens,
-            code,
+            answer,
             now=self._clock.now(),
             lookback_steps=pol.lookback_steps,
             lookforward_steps=pol.lookforward_steps,
         )
-        reason = RejectReason.BAD_CODE
         if match is not None:
             if await self._mark_used(match, pol):
-                taken = await self._call(self._store.take_challenge(key), store_timeout, "store")
-                return flow.after_right_code(taken)
+                return await self._right_code(user, key)
             reason = RejectReason.CODE_REPLAYED
+        if await self._phones.count_failure(user.username):
+            await self._call(self._store.take_challenge(key), store_timeout, "store")
+            return Reject(RejectReason.LOCKED_OUT)
         attempts = await self._call(self._store.add_attempt(key), store_timeout, "store")
         outcome = flow.after_wrong_code(
             attempts, pol, state=state, digits=flow.code_digits(user), reason=reason
@@ -340,6 +448,45 @@ class Authenticator:
         if isinstance(outcome, Reject) and attempts is not None:
             await self._call(self._store.take_challenge(key), store_timeout, "store")
         return outcome
+
+    async def _right_code(self, user: User, key: str) -> Outcome:
+        """Consume the challenge (exactly once, any node) and forget earlier wrong codes."""
+        taken = await self._call(self._store.take_challenge(key), self._timeouts.store, "store")
+        outcome = flow.after_right_code(taken)
+        if isinstance(outcome, Accept):
+            await self._phones.clear_failures(user.username)
+        return outcome
+
+    async def _switch(
+        self,
+        user: User,
+        choice: Factor,
+        state: bytes,
+        key: str,
+        pol: ClientPolicy,
+        record: PendingChallenge,
+    ) -> Outcome:
+        """The user asked for another factor at the prompt: send its code, once per challenge."""
+        logs.note(factor=choice.value)
+        first_time = await self._call(
+            self._store.mark_once(f"sent:{key}:{choice.value}", pol.challenge_ttl),
+            self._timeouts.store,
+            "store",
+        )
+        if first_time:
+            sent = await self._phones.send_code(
+                choice, username=user.username, phone=record.phone, policy=pol, state=state
+            )
+            if isinstance(sent, Reject):
+                return sent
+            record = replace(record, factor=choice, code_hash=sent)
+            remaining = max(record.expires - self._clock.now(), 1.0)
+            await self._call(
+                self._store.put_challenge(key, record, remaining), self._timeouts.store, "store"
+            )
+        else:
+            record = replace(record, factor=choice)
+        return ChallengeReply(state=state, prompt=flow.prompt_for(record, pol, user))
 
     async def _find_user(self, username: str) -> User | None:
         user = await self._call(
@@ -364,15 +511,19 @@ class Authenticator:
         """
         if backend == "store" and not self._store.shared:
             return await awaitable
-        try:
-            with self._deadlines.limit(deadline):
-                return await awaitable
-        except TimeoutError:
-            log.warning("backend_failed", backend=backend, error="TimeoutError")
-            raise
-        except BackendError as exc:
-            log.warning("backend_failed", backend=exc.backend, error=exc.detail)
-            raise
+        return await self._deadlines.run(awaitable, deadline, backend)
+
+
+_APPROVE_MARGIN = 0.3
+"""Seconds kept back from the window when waiting for a keypress, to send the answer."""
+
+
+def _phone(user: User | None, identity: Identity | None, pol: ClientPolicy) -> str | None:
+    """The user's number in E.164 form when a phone factor is allowed, else None."""
+    if not any(f in pol.factors for f in (Factor.SMS, Factor.VOICE, Factor.APPROVE)):
+        return None
+    raw = factors.phone_of(user, identity)
+    return factors.normalise_phone(raw, default_region=pol.default_region) if raw else None
 
 
 def _answer_budget(response_window: float) -> float:

@@ -64,6 +64,11 @@ class TestExample:
             "home_server": config.HomeServerConfig,
             "upstream": config.UpstreamConfig,
             "ldap": config.LdapConfig,
+            "delivery": config.DeliveryConfig,
+            "twilio": config.TwilioConfig,
+            "webhook": config.WebhookConfig,
+            "limits": config.LimitsConfig,
+            "lockout": config.LockoutConfig,
         }
         missing = [
             f"{name}.{field}"

@@ -20,6 +20,8 @@ text and its name), log, or put key material or plaintext into an exception mess
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Mapping
@@ -51,7 +53,7 @@ class Keyring:
             one of the keys.
     """
 
-    __slots__ = ("_ciphers", "_current")
+    __slots__ = ("_ciphers", "_current", "_current_key")
 
     def __init__(self, keys: Mapping[str, bytes], current: str) -> None:
         for key_id, key in keys.items():
@@ -63,6 +65,7 @@ class Keyring:
             raise KeyUnavailable(f"key id {current!r} is not in the key file")
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys.items()}
         self._current = current
+        self._current_key = keys[current]
 
     @classmethod
     def from_text(cls, text: str, *, source: str) -> Keyring:
@@ -136,6 +139,19 @@ class Keyring:
     def key_ids(self) -> frozenset[str]:
         """Every key id this keyring can decrypt."""
         return frozenset(self._ciphers)
+
+    def derive(self, label: bytes) -> bytes:
+        """A 32-byte key for another purpose, derived from the current key (HMAC-SHA256).
+
+        Every node of a cluster reads the same key file, so they derive the same key (used to
+        hash sent codes, which any node may have to check).
+
+        Args:
+            label: names the purpose; different labels give unrelated keys.
+        """
+        return hmac.new(
+            self._current_key, b"mfa-radius derive\x00" + label, hashlib.sha256
+        ).digest()
 
     def encrypt(self, plaintext: bytes, *, aad: bytes) -> str:
         """Encrypt with the current key and a fresh random nonce.

@@ -1,10 +1,10 @@
 """MemoryChallengeStore: the embedded, single-node challenge store.
 
-Responsibility: keep pending challenges, one-time marks and the reply cache of one node in
-process memory, with the same observable behaviour as ``RedisChallengeStore`` (both pass
-``tests/adapters/test_challenge_store_contract.py``). It is the embedded default, so it sits on
-the hot path of every login and is written for speed: plain ``OrderedDict`` tables, no copies of
-the frozen ``PendingChallenge`` values, no locks.
+Responsibility: keep pending challenges, one-time marks, counters, out-of-band results and the
+reply cache of one node in process memory, with the same observable behaviour as
+``RedisChallengeStore`` (both pass ``tests/adapters/test_challenge_store_contract.py``). It is
+the embedded default, so it sits on the hot path of every login and is written for speed: plain
+``OrderedDict`` tables, no copies of the frozen ``PendingChallenge`` values, no locks.
 
 Rules this module keeps:
 
@@ -13,7 +13,12 @@ Rules this module keeps:
   ``take_challenge``, ``mark_once`` and ``claim_request`` their exactly-once answers for free.
   A second node cannot share this store; clusters use Redis.
 * **Time comes from the injected clock** (``ports.Clock``), so tests expire entries with
-  ``FakeClock.advance`` instead of sleeping.
+  ``FakeClock.advance`` instead of sleeping. The one exception is how long
+  :meth:`MemoryChallengeStore.wait_result` waits: that is a real duration on the event loop (a
+  caller waiting for a phone keypress), while the result it waits for still expires on the clock.
+* **Waiting costs a future, not a poll.** ``publish_result`` resolves the futures of every
+  waiter on its key in the same step that stores the value, so a waiter wakes at once, and a
+  value stored before the wait began is found by the waiter's first look.
 * **Memory stays bounded.** Reads drop an expired entry they meet (lazy expiry); every write
   also drops a few expired entries from the front of each table (amortised sweep). Each table is
   insertion-ordered and a rewritten key moves to the back, so with the constant TTL a caller
@@ -31,6 +36,7 @@ It must not do I/O, log, or read the system clock directly.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import OrderedDict
 from dataclasses import replace
@@ -75,6 +81,12 @@ def _drop_all_expired(table: _Table[_V], now: float) -> None:
         del table[key]
 
 
+def _check_timeout(timeout: float) -> None:
+    """Reject a wait without an end: every wait of the proxy has a deadline."""
+    if not math.isfinite(timeout):
+        raise ValueError("timeout must be a finite number of seconds")
+
+
 def _expiry(now: float, ttl: float) -> float:
     """Return the absolute expiry for ``ttl`` seconds from ``now``, with the 1 ms floor."""
     if not math.isfinite(ttl):
@@ -87,9 +99,10 @@ class MemoryChallengeStore:
 
     Args:
         clock: source of the current time; entries expire against it.
-        max_entries: the most live entries (challenges, marks and cached replies together)
-            the store holds before writes fail; bounds memory at about 0.25-0.4 KiB per entry
-            (measured with 32-hex-digit keys: a mark, a challenge with one attribute).
+        max_entries: the most live entries (challenges, marks, counters, results and cached
+            replies together) the store holds before writes fail; bounds memory at about
+            0.25-0.4 KiB per entry (measured with 32-hex-digit keys: a mark, a challenge with
+            one attribute).
     """
 
     shared = False
@@ -103,11 +116,20 @@ class MemoryChallengeStore:
         self._challenges: _Table[PendingChallenge] = OrderedDict()
         self._marks: _Table[None] = OrderedDict()
         self._requests: _Table[bytes | None] = OrderedDict()
+        self._counters: _Table[int] = OrderedDict()
+        self._results: _Table[str] = OrderedDict()
+        self._waiters: dict[str, set[asyncio.Future[str | None]]] = {}
         self._next_purge = -math.inf
 
     def __len__(self) -> int:
         """Return how many entries are held, including expired ones not yet dropped."""
-        return len(self._challenges) + len(self._marks) + len(self._requests)
+        return (
+            len(self._challenges)
+            + len(self._marks)
+            + len(self._requests)
+            + len(self._counters)
+            + len(self._results)
+        )
 
     async def put_challenge(self, key: str, record: PendingChallenge, ttl: float) -> None:
         """Store a pending challenge under ``key`` for ``ttl`` seconds (overwrites).
@@ -201,20 +223,111 @@ class MemoryChallengeStore:
         now = self._clock.now()
         self._insert(self._requests, key, (_expiry(now, ttl), reply), now)
 
+    async def count(self, key: str, window: float) -> int:
+        """Add one to a counter that lives ``window`` seconds from its first hit.
+
+        Later hits do not extend the window, so a steady trickle of failures cannot keep a
+        lock-out alive forever.
+
+        Returns:
+            The counter's value after this hit (1 for the first).
+
+        Raises:
+            StoreUnavailable: a new counter would exceed ``max_entries``.
+        """
+        now = self._clock.now()
+        entry = self._counters.get(key)
+        if entry is not None and entry[0] > now:
+            value = entry[1] + 1
+            # Assigning to an existing key keeps its place and expiry: the table stays ordered.
+            self._counters[key] = (entry[0], value)
+            return value
+        self._insert(self._counters, key, (_expiry(now, window), 1), now)
+        return 1
+
+    async def peek_count(self, key: str) -> int:
+        """Return a counter's value without changing it (0 when absent or expired)."""
+        entry = self._counters.get(key)
+        if entry is None:
+            return 0
+        if entry[0] <= self._clock.now():
+            del self._counters[key]
+            return 0
+        return entry[1]
+
+    async def delete(self, *keys: str) -> None:
+        """Remove the counters and marks named by ``keys`` (``mfa-radius user unlock``).
+
+        Both kinds go, because an unlock must clear the failure counter and any lock-out mark
+        kept under the same key; keys that do not exist are ignored.
+        """
+        for key in keys:
+            self._counters.pop(key, None)
+            self._marks.pop(key, None)
+
+    async def publish_result(self, key: str, value: str, ttl: float) -> None:
+        """Record the result of an out-of-band step and wake every waiter on ``key``.
+
+        Raises:
+            StoreUnavailable: a new result would exceed ``max_entries``.
+        """
+        now = self._clock.now()
+        self._insert(self._results, key, (_expiry(now, ttl), value), now)
+        for waiter in self._waiters.get(key, ()):
+            if not waiter.done():
+                waiter.set_result(value)
+
+    async def wait_result(self, key: str, timeout: float) -> str | None:  # noqa: ASYNC109 - the port's signature
+        """Wait up to ``timeout`` seconds (event-loop time) for :meth:`publish_result` on ``key``.
+
+        Returns:
+            The value, or None when nothing was published in time or the store was closed.
+            A live value published before the wait began is returned at once.
+
+        Raises:
+            ValueError: ``timeout`` is not finite.
+        """
+        _check_timeout(timeout)
+        entry = self._results.get(key)
+        if entry is not None:
+            if entry[0] > self._clock.now():
+                return entry[1]
+            del self._results[key]
+        if timeout <= 0:
+            return None
+        waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        waiters = self._waiters.setdefault(key, set())
+        waiters.add(waiter)
+        try:
+            await asyncio.wait((waiter,), timeout=timeout)
+        finally:
+            waiters.discard(waiter)
+            if not waiters:
+                del self._waiters[key]
+        return waiter.result() if waiter.done() else None
+
     async def ping(self) -> None:
         """Return at once: process memory is always there."""
 
     async def close(self) -> None:
-        """Drop every entry."""
+        """Drop every entry and end every wait with None (the node is shutting down)."""
         self._challenges.clear()
         self._marks.clear()
         self._requests.clear()
+        self._counters.clear()
+        self._results.clear()
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def _insert(self, table: _Table[_V], key: str, entry: tuple[float, _V], now: float) -> None:
         """Write ``entry`` at the back of ``table``, sweeping and enforcing the capacity."""
         _drop_front_expired(self._challenges, now, _SWEEP_BUDGET)
         _drop_front_expired(self._marks, now, _SWEEP_BUDGET)
         _drop_front_expired(self._requests, now, _SWEEP_BUDGET)
+        _drop_front_expired(self._counters, now, _SWEEP_BUDGET)
+        _drop_front_expired(self._results, now, _SWEEP_BUDGET)
         # Re-inserting moves a rewritten key to the back: its new expiry is the latest.
         if table.pop(key, None) is None and len(self) >= self._max_entries:
             self._make_room(now)
@@ -227,5 +340,7 @@ class MemoryChallengeStore:
             _drop_all_expired(self._challenges, now)
             _drop_all_expired(self._marks, now)
             _drop_all_expired(self._requests, now)
+            _drop_all_expired(self._counters, now)
+            _drop_all_expired(self._results, now)
         if len(self) >= self._max_entries:
             raise StoreUnavailable("memory", "full")

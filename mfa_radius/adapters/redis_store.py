@@ -10,6 +10,10 @@ Keys, all written with a TTL in milliseconds (PX >= 1), so nothing outlives its 
     {prefix}chal:{key}   pending challenge, JSON of PendingChallenge.to_json_dict()
     {prefix}once:{key}   one-time mark (TOTP replay), value "1"
     {prefix}req:{key}    duplicate-request claim: "" while in progress, then the reply bytes
+    {prefix}cnt:{key}    counter (failed logins, rate limits), an integer; TTL from its first hit
+    {prefix}res:{key}    result of an out-of-band step (approve call keypress), a UTF-8 string
+
+Channel: ``{prefix}res:{key}`` carries the same result to the nodes that wait for it.
 
 One round trip per operation, atomic on the server:
 
@@ -21,7 +25,33 @@ add_attempt         Lua: rewrite the count, SET KEEPTTL; nil when the challenge 
 mark_once           SET NX PX
 claim_request       Lua: SET "" NX PX, else GET
 store_reply         SET PX
+count               Lua: INCR, then PEXPIRE when the key has no TTL (the first hit)
+peek_count          GET
+delete              DEL of ``cnt:`` and ``once:`` for every key given
+publish_result      Lua: SET PX, then PUBLISH
+wait_result         GET (once registered), then the subscriber; GET again at the deadline
 ==================  ===================================================================
+
+Waiting for a result (an approve call answered through the webhook of *another* node) uses
+one subscriber connection per store instance, outside the command pool, so thousands of
+waiting logins cost no pool connection each and no polling:
+
+* It is started lazily by the first :meth:`RedisChallengeStore.wait_result` and holds one
+  ``PSUBSCRIBE {prefix}res:*`` (prefix glob-escaped). A listener task dispatches each message
+  to the local futures registered for its key. One pattern per node scales with waiters (no
+  SUBSCRIBE round trip per login); every node receives every result, which for approve calls
+  (a few per second at most) is noise.
+* A waiter registers its future *before* its first GET. A value published before the GET is
+  seen by it; one published after is delivered to the future, provided the subscription was
+  active. To close the gap while the subscription is (re)established, the listener runs one
+  MGET over every waited key each time Redis confirms the PSUBSCRIBE: anything published
+  before the confirmation was SET before it too.
+* Connection loss (restart, failover) makes the listener reconnect with a capped backoff and
+  re-subscribe; an idle link is probed with PING and replaced when the PONG does not come
+  (a half-open TCP connection never reports an error by itself). A waiter also runs a final
+  GET at its deadline, so a result is not lost to a listener that is still reconnecting.
+* :meth:`RedisChallengeStore.close` cancels the listener, closes its connection and ends
+  every wait with None.
 
 Scripts run with EVALSHA; the first call of each script on a server (and again after a restart
 or SCRIPT FLUSH) costs two more round trips: NOSCRIPT, then SCRIPT LOAD.
@@ -47,11 +77,14 @@ It must not log, read configuration, or decide what an outage means (``core/poli
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 from typing import Any, Final
 
 import orjson
-from redis.asyncio import BlockingConnectionPool, Connection, Redis, SSLConnection
+from redis.asyncio import BlockingConnectionPool, Connection, ConnectionPool, Redis, SSLConnection
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -92,6 +125,44 @@ if redis.call('SET', KEYS[1], '', 'NX', 'PX', ARGV[1]) then return 1 end
 return redis.call('GET', KEYS[1])
 """
 """Claim or read a request marker atomically: 1 for the new owner, else the stored value."""
+
+_COUNT_LUA: Final = """
+local n = redis.call('INCR', KEYS[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+"""Count one hit; the first hit (or a counter somehow left without TTL) starts the window.
+
+PTTL instead of ``PEXPIRE NX`` keeps Redis 6.2 supported and also repairs a key without TTL."""
+
+_PUBLISH_LUA: Final = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return redis.call('PUBLISH', KEYS[1], ARGV[1])
+"""
+"""Store a result and announce it on the channel of the same name, atomically: a node that
+reads the key after the PUBLISH went out is sure to find the value."""
+
+_SUBSCRIBER_PING_S: Final = 5.0
+"""Idle seconds after which the subscriber sends PING; no PONG within as long again means the
+link is dead (a half-open connection raises no error) and it is replaced."""
+
+_SUBSCRIBER_BACKOFF_MIN_S: Final = 0.05
+_SUBSCRIBER_BACKOFF_MAX_S: Final = 2.0
+"""Pauses between subscriber reconnect attempts, doubling from the minimum to the maximum."""
+
+_GLOB_SPECIAL: Final = frozenset("*?[]\\")
+
+
+def _glob_escape(text: str) -> str:
+    """Escape Redis glob characters so a key prefix matches only itself in PSUBSCRIBE."""
+    return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in text)
+
+
+def _check_timeout(timeout: float) -> None:
+    """Reject a wait without an end: every wait of the proxy has a deadline."""
+    if not math.isfinite(timeout):
+        raise ValueError("timeout must be a finite number of seconds")
+
 
 _OWNER: Final = RequestClaim(owner=True)
 _IN_PROGRESS: Final = RequestClaim(owner=False)
@@ -181,6 +252,10 @@ class RedisChallengeStore:
         self._chal = f"{key_prefix}chal:"
         self._once = f"{key_prefix}once:"
         self._req = f"{key_prefix}req:"
+        self._cnt = f"{key_prefix}cnt:"
+        self._res = f"{key_prefix}res:"
+        self._res_channel_prefix = self._res.encode()
+        self._res_pattern = _glob_escape(self._res) + "*"
         # Connection options; Any stays inside this constructor (redis-py takes **kwargs).
         connection: dict[str, Any] = {
             "db": db,
@@ -218,6 +293,20 @@ class RedisChallengeStore:
         self._redis = Redis.from_pool(pool)
         self._add_attempt = self._redis.register_script(_ADD_ATTEMPT_LUA)
         self._claim = self._redis.register_script(_CLAIM_LUA)
+        self._count = self._redis.register_script(_COUNT_LUA)
+        self._publish = self._redis.register_script(_PUBLISH_LUA)
+        # The subscriber's own pool, with the same connection options: a subscribed connection
+        # cannot run commands, so it must not take a slot of the command pool. It holds one
+        # connection; the second slot only covers a reconnect racing the release of the old one.
+        self._subscriber = Redis.from_pool(
+            ConnectionPool(
+                connection_class=pool.connection_class, max_connections=2, **pool.connection_kwargs
+            )
+        )
+        self._waiters: dict[str, set[asyncio.Future[str | None]]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._backoff = _SUBSCRIBER_BACKOFF_MIN_S
+        self._closed = False
 
     async def put_challenge(self, key: str, record: PendingChallenge, ttl: float) -> None:
         """Store a pending challenge under ``key`` for ``ttl`` seconds (overwrites).
@@ -307,6 +396,117 @@ class RedisChallengeStore:
         with map_errors(_ERRORS, _BACKEND):
             await self._redis.set(self._req + key, reply, px=_px(ttl))
 
+    async def count(self, key: str, window: float) -> int:
+        """Add one to a counter that lives ``window`` seconds from its first hit (one round trip).
+
+        Later hits do not extend the window, so a steady trickle of failures cannot keep a
+        lock-out alive forever.
+
+        Returns:
+            The counter's value after this hit (1 for the first).
+
+        Raises:
+            StoreUnavailable: Redis did not answer, refused the command, or the key holds
+                something that is not an integer.
+        """
+        px = _px(window)
+        with map_errors(_ERRORS, _BACKEND):
+            value = await self._count(keys=[self._cnt + key], args=[px])
+        if not isinstance(value, int):
+            raise StoreUnavailable(_BACKEND, "unexpected reply")
+        return value
+
+    async def peek_count(self, key: str) -> int:
+        """Return a counter's value without changing it (0 when absent or expired).
+
+        Raises:
+            StoreUnavailable: Redis did not answer, or the key holds something that is not an
+                integer (read as a failure, like ``count`` does, rather than as zero: a counter
+                guards a lock-out and must not silently reset).
+        """
+        with map_errors(_ERRORS, _BACKEND):
+            raw = await self._redis.get(self._cnt + key)
+        if raw is None:
+            return 0
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise StoreUnavailable(_BACKEND, "corrupt counter") from exc
+
+    async def delete(self, *keys: str) -> None:
+        """Remove the counters and marks named by ``keys`` with one DEL (``user unlock``).
+
+        Both namespaces go, because an unlock must clear the failure counter and any lock-out
+        mark kept under the same key; keys that do not exist are ignored.
+
+        Raises:
+            StoreUnavailable: Redis did not answer or refused the command.
+        """
+        if not keys:
+            return
+        names = [namespace + key for key in keys for namespace in (self._cnt, self._once)]
+        with map_errors(_ERRORS, _BACKEND):
+            await self._redis.delete(*names)
+
+    async def publish_result(self, key: str, value: str, ttl: float) -> None:
+        """Store a result for ``ttl`` seconds and announce it to every node (one round trip).
+
+        The SET comes first so that a node whose subscription is not yet active finds the
+        value with its GET (see the module docstring).
+
+        Raises:
+            StoreUnavailable: Redis did not answer or refused the command.
+        """
+        px = _px(ttl)
+        name = self._res + key
+        data = value.encode()
+        with map_errors(_ERRORS, _BACKEND):
+            await self._publish(keys=[name], args=[data, px])
+
+    async def wait_result(self, key: str, timeout: float) -> str | None:  # noqa: ASYNC109 - the port's signature
+        """Wait up to ``timeout`` seconds for :meth:`publish_result` on ``key``, from any node.
+
+        The wait holds no pool connection: it is a future woken by the shared subscriber.
+        At the deadline one more GET runs, so the call may outlast ``timeout`` by up to one
+        command's socket timeout.
+
+        Returns:
+            The value, or None when nothing was published in time (or the store was closed
+            meanwhile). A value published before the wait began is returned at once.
+
+        Raises:
+            StoreUnavailable: Redis did not answer the GET, or the store is closed.
+            ValueError: ``timeout`` is not finite.
+        """
+        _check_timeout(timeout)
+        if self._closed:
+            raise StoreUnavailable(_BACKEND, "closed")
+        if timeout <= 0:
+            return await self._get_result(key)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._start_listener()
+        waiter: asyncio.Future[str | None] = loop.create_future()
+        waiters = self._waiters.setdefault(key, set())
+        # Registered before the GET: a result published between the GET and the wait is
+        # delivered to this future instead of being missed.
+        waiters.add(waiter)
+        try:
+            found = await self._get_result(key)
+            if found is not None:
+                return found
+            remaining = deadline - loop.time()
+            if remaining > 0:
+                await asyncio.wait((waiter,), timeout=remaining)
+            if waiter.done():
+                return waiter.result()
+            # The subscriber may have been reconnecting when the result was published.
+            return await self._get_result(key)
+        finally:
+            waiters.discard(waiter)
+            if not waiters and self._waiters.get(key) is waiters:
+                del self._waiters[key]
+
     async def ping(self) -> None:
         """Check that Redis answers (``check-config``, readiness).
 
@@ -317,10 +517,108 @@ class RedisChallengeStore:
             await self._redis.ping()
 
     async def close(self) -> None:
-        """Close the client and every pooled connection.
+        """Stop the subscriber, end every wait with None, close every connection.
 
         Raises:
             StoreUnavailable: closing a connection failed.
         """
+        self._closed = True
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            # Cancel until it sticks: on Python 3.11, redis-py's connect (asyncio.wait_for) can
+            # swallow a cancellation that lands as the connection completes.
+            while not listener.done():
+                listener.cancel()
+                await asyncio.wait((listener,), timeout=_SUBSCRIBER_BACKOFF_MIN_S)
+            with contextlib.suppress(asyncio.CancelledError):
+                listener.result()  # an unexpected failure of the listener surfaces here
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
         with map_errors(_ERRORS, _BACKEND):
+            await self._subscriber.aclose()
             await self._redis.aclose()
+
+    async def _get_result(self, key: str) -> str | None:
+        """Read a published result, or None."""
+        with map_errors(_ERRORS, _BACKEND):
+            raw = await self._redis.get(self._res + key)
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else None
+
+    def _start_listener(self) -> None:
+        """Start the subscriber task unless it is running (lazily: most nodes never wait)."""
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.get_running_loop().create_task(
+                self._listen(), name="redis-result-subscriber"
+            )
+
+    async def _listen(self) -> None:
+        """Keep one PSUBSCRIBE alive until :meth:`close`, reconnecting after any loss."""
+        while not self._closed:
+            pubsub = self._subscriber.pubsub()
+            try:
+                await pubsub.psubscribe(self._res_pattern)
+                await self._pump(pubsub)
+            except (RedisError, OSError):
+                pass  # connection lost or refused: reconnect below, waiters keep their GETs
+            finally:
+                await _close_quietly(pubsub)
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, _SUBSCRIBER_BACKOFF_MAX_S)
+
+    async def _pump(self, pubsub: PubSub) -> None:
+        """Dispatch messages until the link looks dead (no PONG to an idle-time PING)."""
+        ping_sent = False
+        while True:
+            message = await pubsub.get_message(timeout=_SUBSCRIBER_PING_S)
+            if message is None:
+                if ping_sent:
+                    return
+                await pubsub.ping()
+                ping_sent = True
+                continue
+            ping_sent = False
+            kind = message.get("type")
+            if kind == "pmessage":
+                self._dispatch(message["channel"], message["data"])
+            elif kind == "psubscribe":
+                # Also sent after redis-py's own reconnect re-subscribes: catch up either way.
+                self._backoff = _SUBSCRIBER_BACKOFF_MIN_S
+                await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        """Read every waited-for key once: results published while unsubscribed are SET."""
+        keys = list(self._waiters)
+        if not keys:
+            return
+        try:
+            with map_errors(_ERRORS, _BACKEND):
+                values = await self._redis.mget([self._res + key for key in keys])
+        except StoreUnavailable:
+            return  # each waiter still runs its own GET at its deadline
+        for key, raw in zip(keys, values, strict=True):
+            if isinstance(raw, bytes):
+                self._resolve(key, raw)
+
+    def _dispatch(self, channel: object, data: object) -> None:
+        """Hand one published result to the local waiters of its key."""
+        if not (isinstance(channel, bytes) and isinstance(data, bytes)):
+            return
+        if channel.startswith(self._res_channel_prefix):
+            key = channel[len(self._res_channel_prefix) :].decode("utf-8", "replace")
+            self._resolve(key, data)
+
+    def _resolve(self, key: str, raw: bytes) -> None:
+        """Wake every local waiter on ``key`` with the value."""
+        value = raw.decode("utf-8", "replace")
+        for waiter in self._waiters.get(key, ()):
+            if not waiter.done():
+                waiter.set_result(value)
+
+
+async def _close_quietly(pubsub: PubSub) -> None:
+    """Release a subscriber connection that may already be broken."""
+    # The socket is gone either way; the next subscription opens a new one.
+    with contextlib.suppress(RedisError, OSError):
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated

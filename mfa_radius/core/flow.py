@@ -26,6 +26,7 @@ import hashlib
 from dataclasses import dataclass
 
 from mfa_radius.core import prompts
+from mfa_radius.core.factors import menu_suffix
 from mfa_radius.core.model import (
     Accept,
     AcceptReason,
@@ -120,22 +121,26 @@ def after_password(
 
 
 def after_enrolment(
-    user: User | None, policy: ClientPolicy, attributes: tuple[Attribute, ...]
+    user: User | None,
+    usable: tuple[Factor, ...],
+    policy: ClientPolicy,
+    attributes: tuple[Attribute, ...],
 ) -> Accept | Reject | None:
     """Round one, enrolment looked up: decide users who cannot be asked for a code.
 
     Args:
         user: the enrolment record, or None when the user is not in the database.
+        usable: the factors this user can use at this client (see ``factors.available``).
         policy: the client's settings.
         attributes: reply attributes from the primary backend.
 
     Returns:
         Reject for a disabled user; the client's ``unenrolled`` decision for a user without a
-        factor; None when the user must now give a second factor.
+        usable factor; None when the user must now give a second factor.
     """
     if user is not None and user.disabled:
         return Reject(RejectReason.USER_DISABLED)
-    if user is None or not user.factors:
+    if user is None or not usable:
         if policy.unenrolled is Unenrolled.ACCEPT:
             return Accept(AcceptReason.UNENROLLED_ALLOWED, attributes)
         return Reject(RejectReason.NOT_ENROLLED)
@@ -149,6 +154,10 @@ def issue_challenge(
     *,
     now: float,
     state: bytes,
+    factor: Factor = Factor.TOTP,
+    code_hash: str = "",
+    phone: str = "",
+    options: tuple[Factor, ...] = (),
 ) -> IssueChallenge:
     """Round one, challenge mode: build the pending record and the Access-Challenge.
 
@@ -158,6 +167,10 @@ def issue_challenge(
         attributes: reply attributes to return on the final Accept.
         now: current time, epoch seconds.
         state: a fresh random State of :data:`STATE_BYTES` bytes.
+        factor: the factor asked for.
+        code_hash: for a sent code, its keyed hash (``factors.code_hash``).
+        phone: the E.164 number a code went to (or may go to after a switch).
+        options: the factors the user may switch to.
 
     Returns:
         What to store and what to send.
@@ -170,18 +183,37 @@ def issue_challenge(
     record = PendingChallenge(
         username=user.username,
         client=policy.name,
-        factor=Factor.TOTP,
+        factor=factor,
         created=now,
         expires=now + policy.challenge_ttl,
         reply_attributes=attributes,
+        code_hash=code_hash,
+        phone=phone,
+        options=options,
     )
-    prompt = prompts.render(policy.prompt, digits=code_digits(user))
     return IssueChallenge(
         key=challenge_key(state),
         record=record,
         ttl=policy.challenge_ttl,
-        reply=ChallengeReply(state=state, prompt=prompt),
+        reply=ChallengeReply(state=state, prompt=prompt_for(record, policy, user)),
     )
+
+
+def prompt_for(record: PendingChallenge, policy: ClientPolicy, user: User | None) -> str:
+    """The prompt for the factor a record asks for, with the menu of the others."""
+    suffix = menu_suffix(record.options, record.factor) if policy.show_menu else ""
+    if record.factor is Factor.SMS:
+        template, digits = policy.sms_prompt, policy.code_length
+    elif record.factor is Factor.VOICE:
+        template, digits = policy.voice_prompt, policy.code_length
+    else:
+        template, digits = policy.prompt, code_digits(user) if user else 6
+    return prompts.render(template, digits=digits, phone=mask_number(record.phone), suffix=suffix)
+
+
+def mask_number(e164: str) -> str:
+    """A number as shown in a prompt: only the last two digits."""
+    return "*" * max(len(e164) - 3, 0) + e164[-2:] if e164 else ""
 
 
 def relay_upstream(

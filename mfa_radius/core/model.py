@@ -33,6 +33,7 @@ class Mode(StrEnum):
     CHALLENGE = "challenge"  #: Access-Challenge asks for the code in a second round
     APPEND = "append"  #: the code is appended to the password in one request
     NONE = "none"  #: primary check only (a NAS that must not do MFA)
+    APPROVE = "approve"  #: a call asks the user to press a key (clients without a prompt)
 
 
 class FailMode(StrEnum):
@@ -69,6 +70,13 @@ class RejectReason(StrEnum):
     PRIMARY_REJECTED = "primary_rejected"  #: the upstream server rejected the password
     TIMEOUT = "timeout"  #: the client's response window ran out
     GROUP_NOT_ALLOWED = "group_not_allowed"  #: not in the profile's require_groups
+    LOCKED_OUT = "locked_out"  #: too many wrong codes; locked for a while (``user unlock``)
+    SEND_LIMITED = "send_limited"  #: a text/call limit was reached; nothing was sent
+    DELIVERY_REJECTED = "delivery_rejected"  #: the provider refused the number (4xx)
+    DELIVERY_UNAVAILABLE = "delivery_unavailable"  #: the provider failed (5xx, 429, timeout)
+    APPROVAL_DENIED = "approval_denied"  #: the user pressed another key on the approve call
+    APPROVAL_TIMEOUT = "approval_timeout"  #: no key pressed within the response window
+    FRAUD_REPORTED = "fraud_reported"  #: the user reported the attempt; user locked out
 
 
 class AcceptReason(StrEnum):
@@ -126,8 +134,9 @@ class User:
 
     @property
     def factors(self) -> tuple[Factor, ...]:
-        """The second factors this user can use, in preference order."""
-        return (Factor.TOTP,) if self.tokens else ()
+        """The second factors this user has enrolled (before profile and phone checks)."""
+        phone = (Factor.SMS, Factor.VOICE, Factor.APPROVE) if self.phone else ()
+        return ((Factor.TOTP,) if self.tokens else ()) + phone
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +156,8 @@ class PendingChallenge:
         reply_attributes: attributes to return on the final Access-Accept.
         code_hash: keyed hash of a sent one-time code (SMS/voice), hex; empty for TOTP.
         upstream_state: the upstream server's State when this record relays its challenge.
+        phone: the E.164 number codes go to (so any node can send another one).
+        options: the factors the user may switch to at the prompt.
     """
 
     username: str
@@ -158,6 +169,8 @@ class PendingChallenge:
     reply_attributes: tuple[Attribute, ...] = ()
     code_hash: str = ""
     upstream_state: bytes = b""
+    phone: str = ""
+    options: tuple[Factor, ...] = ()
 
     def to_json_dict(self) -> dict[str, object]:
         """Return a JSON-safe dict (bytes as hex) for the challenge store."""
@@ -171,6 +184,8 @@ class PendingChallenge:
             "a": [[t, v.hex()] for t, v in self.reply_attributes],
             "h": self.code_hash,
             "us": self.upstream_state.hex(),
+            "p": self.phone,
+            "o": [f.value for f in self.options],
         }
 
     @classmethod
@@ -193,9 +208,18 @@ class PendingChallenge:
                 reply_attributes=attrs,
                 code_hash=str(data.get("h", "")),
                 upstream_state=bytes.fromhex(str(data.get("us", ""))),
+                phone=str(data.get("p", "")),
+                options=tuple(Factor(str(f)) for f in _as_strings(data.get("o", []))),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"bad pending challenge record: {type(exc).__name__}") from exc
+
+
+def _as_strings(value: object) -> list[str]:
+    """Check the JSON shape of a stored list of names."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("names")
+    return value
 
 
 def _as_list(value: object) -> list[list[object]]:

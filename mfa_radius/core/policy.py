@@ -14,6 +14,7 @@ from mfa_radius.core.model import (
     Accept,
     AcceptReason,
     Attribute,
+    Factor,
     FailMode,
     Mode,
     Reject,
@@ -47,6 +48,18 @@ class ClientPolicy:
         exempt_groups: case-folded directory groups whose members skip the second factor.
         require_groups: when not empty, users outside these groups are rejected.
         pass_reply_message: pass the primary's Reply-Message of a reject on to the NAS.
+        factors: second factors allowed, in preference order.
+        show_menu: offer the other phone factors at the prompt.
+        sms_prompt: prompt after a text message (``{phone}``: masked number).
+        voice_prompt: prompt after a call that read the code.
+        sms_text: the text message (``{code}``, ``{minutes}``, ``{organisation}``).
+        sms_sender: E.164 number or Messaging Service SID the texts come from.
+        voice_caller_id: E.164 number calls come from.
+        organisation: named in texts and calls (carriers may drop the caller id).
+        language: language of the spoken text (TwiML ``<Say language>``).
+        allowed_regions: ISO regions phone factors may go to; empty allows all.
+        default_region: region of numbers stored without a country code.
+        code_length: digits of a sent code.
     """
 
     name: str
@@ -68,6 +81,18 @@ class ClientPolicy:
     exempt_groups: frozenset[str] = frozenset()
     require_groups: frozenset[str] = frozenset()
     pass_reply_message: bool = False
+    factors: tuple[Factor, ...] = (Factor.TOTP,)
+    show_menu: bool = True
+    sms_prompt: str = prompts.DEFAULT_SMS_PROMPT
+    voice_prompt: str = prompts.DEFAULT_VOICE_PROMPT
+    sms_text: str = "{organisation} sign-in code: {code}. Valid for {minutes} minutes."
+    sms_sender: str = ""
+    voice_caller_id: str = ""
+    organisation: str = "mfa-radius"
+    language: str = "en-US"
+    allowed_regions: frozenset[str] = frozenset()
+    default_region: str | None = None
+    code_length: int = 6
 
 
 def normalise_username(raw: str, policy: ClientPolicy) -> str:

@@ -12,6 +12,12 @@ MAX_ATTRIBUTE_OCTETS = 253
 DEFAULT_PROMPT = "Enter the {digits}-digit code from your authenticator app"
 """The Access-Challenge prompt unless configured otherwise."""
 
+DEFAULT_SMS_PROMPT = "Enter the {digits}-digit code sent by text message to {phone}"
+"""The prompt after a code was texted."""
+
+DEFAULT_VOICE_PROMPT = "Enter the {digits}-digit code from the call to {phone}"
+"""The prompt after a call read the code."""
+
 DEFAULT_RETRY_PROMPT = "Wrong code, {attempts_left} attempt(s) left. Enter the {digits}-digit code"
 """The prompt after a wrong code unless configured otherwise."""
 
@@ -33,25 +39,34 @@ def fit_octets(text: str, limit: int = MAX_ATTRIBUTE_OCTETS) -> bytes:
     return cut.decode("utf-8", errors="ignore").encode("utf-8")
 
 
-def render(template: str, *, digits: int, attempts_left: int | None = None) -> str:
+def render(
+    template: str,
+    *,
+    digits: int,
+    attempts_left: int | None = None,
+    phone: str = "",
+    suffix: str = "",
+) -> str:
     """Fill a prompt template and fit it into one Reply-Message.
 
-    Known placeholders: ``{digits}`` (code length) and ``{attempts_left}``. Unknown
-    placeholders are left as written (the config check rejects them at start-up).
+    Known placeholders: ``{digits}`` (code length), ``{attempts_left}`` and ``{phone}``.
+    Unknown placeholders are left as written (the config check rejects them at start-up).
 
     Args:
         template: the configured prompt.
         digits: the expected code length.
         attempts_left: how many codes may still be tried, when known.
+        phone: the masked number a code went to (``{phone}``).
+        suffix: text appended (the menu of other factors).
 
     Returns:
         The Reply-Message text; its UTF-8 encoding is at most 253 octets.
     """
-    text = template.replace("{digits}", str(digits))
+    text = template.replace("{digits}", str(digits)).replace("{phone}", phone)
     if attempts_left is not None:
         text = text.replace("{attempts_left}", str(attempts_left))
-    return fit_octets(text).decode("utf-8")
+    return fit_octets(text + suffix).decode("utf-8")
 
 
-PLACEHOLDERS = ("{digits}", "{attempts_left}")
+PLACEHOLDERS = ("{digits}", "{attempts_left}", "{phone}")
 """Placeholders a prompt template may use."""

@@ -3,7 +3,8 @@
 Each test runs twice: on MemoryChallengeStore with a FakeClock, and on RedisChallengeStore
 against a real redis-server. Time passes through ``env.advance``: the memory store's clock moves,
 and in Redis every key's remaining TTL is shortened by a server-side script, so both expire
-entries without sleeping (the one real-time expiry check is in test_redis_store.py).
+entries without sleeping (the one real-time expiry check is in test_redis_store.py). Waiting for
+a published result is real time on the event loop, so those tests use short timeouts.
 ``env.peer`` is a second node: a second RedisChallengeStore on the same server, or, for the
 single-node memory store, the same instance.
 """
@@ -11,6 +12,7 @@ single-node memory store, the same instance.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -324,3 +326,182 @@ class TestLifecycle:
     async def test_ping_succeeds_when_store_is_up(self, env: StoreEnv) -> None:
         """Ping returns without error on a working store."""
         await env.store.ping()
+
+
+WAKE_BOUND_S = 0.5
+"""Longest acceptable delay between a publish and the waiter's wake-up (loopback, idle host)."""
+
+
+class TestCounters:
+    async def test_count_increments_from_one(self, env: StoreEnv) -> None:
+        """Each hit returns the next value, starting at 1."""
+        assert [await env.store.count("c1", TTL) for _ in range(3)] == [1, 2, 3]
+
+    async def test_count_is_shared_across_nodes(self, env: StoreEnv) -> None:
+        """Hits on either node add to the same counter."""
+        await env.store.count("c1", TTL)
+        assert await env.peer.count("c1", TTL) == 2
+
+    async def test_count_counts_every_concurrent_hit(self, env: StoreEnv) -> None:
+        """Concurrent hits on two nodes each get a distinct value; none is lost."""
+        values = await asyncio.gather(
+            *(node.count("c1", TTL) for node in (env.store, env.peer) * 5)
+        )
+        assert sorted(values) == list(range(1, 11))
+
+    async def test_count_restarts_when_window_passed(self, env: StoreEnv) -> None:
+        """After the window, the next hit starts a new counter at 1."""
+        await env.store.count("c1", 10.0)
+        await env.store.count("c1", 10.0)
+        await env.advance(10.5)
+        assert await env.store.count("c1", 10.0) == 1
+
+    async def test_count_holds_until_window_passed(self, env: StoreEnv) -> None:
+        """Shortly before the window ends, hits still add up."""
+        await env.store.count("c1", 10.0)
+        await env.advance(9.0)
+        assert await env.store.count("c1", 10.0) == 2
+
+    async def test_count_window_starts_at_first_hit(self, env: StoreEnv) -> None:
+        """Later hits do not extend the window opened by the first."""
+        await env.store.count("c1", 10.0)
+        await env.advance(6.0)
+        await env.store.count("c1", 10.0)
+        await env.advance(4.5)
+        assert await env.store.peek_count("c1") == 0
+
+    async def test_peek_count_returns_zero_when_absent(self, env: StoreEnv) -> None:
+        """A counter never hit reads as 0."""
+        assert await env.store.peek_count("c1") == 0
+
+    async def test_peek_count_does_not_change_counter(self, env: StoreEnv) -> None:
+        """Peeking returns the value and leaves it as it was."""
+        await env.store.count("c1", TTL)
+        assert [await env.store.peek_count("c1"), await env.peer.peek_count("c1")] == [1, 1]
+        assert await env.store.count("c1", TTL) == 2
+
+    async def test_peek_count_returns_zero_when_expired(self, env: StoreEnv) -> None:
+        """An expired counter reads as 0."""
+        await env.store.count("c1", 10.0)
+        await env.advance(10.5)
+        assert await env.store.peek_count("c1") == 0
+
+    async def test_counter_is_independent_of_marks(self, env: StoreEnv) -> None:
+        """A counter and a mark with the same key do not interfere."""
+        await env.store.count("k", TTL)
+        assert await env.store.mark_once("k", TTL) is True
+        assert await env.store.peek_count("k") == 1
+
+
+class TestDelete:
+    async def test_delete_clears_counter(self, env: StoreEnv) -> None:
+        """A deleted counter reads as 0 and restarts at 1."""
+        await env.store.count("c1", TTL)
+        await env.peer.delete("c1")
+        assert await env.store.peek_count("c1") == 0
+        assert await env.store.count("c1", TTL) == 1
+
+    async def test_delete_clears_mark(self, env: StoreEnv) -> None:
+        """A deleted mark can be set again at once."""
+        await env.store.mark_once("m1", TTL)
+        await env.peer.delete("m1")
+        assert await env.store.mark_once("m1", TTL) is True
+
+    async def test_delete_clears_every_key_given(self, env: StoreEnv) -> None:
+        """Several keys are removed in one call."""
+        await env.store.count("a", TTL)
+        await env.store.count("b", TTL)
+        await env.store.delete("a", "b")
+        assert [await env.store.peek_count("a"), await env.store.peek_count("b")] == [0, 0]
+
+    async def test_delete_ignores_absent_keys(self, env: StoreEnv) -> None:
+        """Deleting keys that do not exist, or no keys at all, succeeds."""
+        await env.store.delete("nope")
+        await env.store.delete()
+
+    async def test_delete_leaves_challenges(self, env: StoreEnv) -> None:
+        """Delete reaches counters and marks only, not a challenge under the same key."""
+        await env.store.put_challenge("k", make_record(), TTL)
+        await env.store.delete("k")
+        assert await env.store.get_challenge("k") == make_record()
+
+
+async def wait_in_background(store: ChallengeStore, key: str) -> asyncio.Task[str | None]:
+    """Start a wait on ``key`` and give it time to register (and subscribe) before returning."""
+    task = asyncio.create_task(store.wait_result(key, 5.0))
+    await asyncio.sleep(0.1)
+    assert not task.done()
+    return task
+
+
+class TestResults:
+    async def test_wait_returns_result_published_before(self, env: StoreEnv) -> None:
+        """A result published before the wait began is returned at once."""
+        await env.peer.publish_result("t1", "approve", TTL)
+        started = time.monotonic()
+        assert await env.store.wait_result("t1", 5.0) == "approve"
+        assert time.monotonic() - started < WAKE_BOUND_S
+
+    async def test_wait_wakes_when_other_node_publishes(self, env: StoreEnv) -> None:
+        """A waiter on one node wakes promptly when another node publishes."""
+        task = await wait_in_background(env.store, "t1")
+        await env.peer.publish_result("t1", "fraud", TTL)
+        published = time.monotonic()
+        assert await asyncio.wait_for(task, WAKE_BOUND_S) == "fraud"
+        assert time.monotonic() - published < WAKE_BOUND_S
+
+    async def test_wait_wakes_every_waiter_on_key(self, env: StoreEnv) -> None:
+        """Every waiter on the key, on either node, gets the result."""
+        tasks = [await wait_in_background(node, "t1") for node in (env.store, env.peer)]
+        await env.store.publish_result("t1", "approve", TTL)
+        assert await asyncio.wait_for(asyncio.gather(*tasks), WAKE_BOUND_S) == ["approve"] * 2
+
+    async def test_wait_ignores_results_for_other_keys(self, env: StoreEnv) -> None:
+        """A result under another key does not end the wait."""
+        task = await wait_in_background(env.store, "t1")
+        await env.peer.publish_result("t2", "approve", TTL)
+        await env.peer.publish_result("t1x", "approve", TTL)
+        await asyncio.sleep(0.1)
+        assert not task.done()
+        await env.peer.publish_result("t1", "deny", TTL)
+        assert await asyncio.wait_for(task, WAKE_BOUND_S) == "deny"
+
+    async def test_wait_returns_none_when_timed_out(self, env: StoreEnv) -> None:
+        """Without a result, the wait ends with None after its timeout."""
+        started = time.monotonic()
+        assert await env.store.wait_result("t1", 0.1) is None
+        assert 0.09 <= time.monotonic() - started < 0.1 + WAKE_BOUND_S
+
+    async def test_wait_returns_none_when_result_expired(self, env: StoreEnv) -> None:
+        """A result older than its TTL is no longer returned."""
+        await env.store.publish_result("t1", "approve", 10.0)
+        await env.advance(10.5)
+        assert await env.store.wait_result("t1", 0.05) is None
+
+    async def test_result_survives_until_ttl(self, env: StoreEnv) -> None:
+        """Shortly before its TTL, a result is still returned."""
+        await env.store.publish_result("t1", "approve", 10.0)
+        await env.advance(9.0)
+        assert await env.peer.wait_result("t1", 0.05) == "approve"
+
+    async def test_publish_overwrites_result(self, env: StoreEnv) -> None:
+        """A second publish under the same key replaces the first value."""
+        await env.store.publish_result("t1", "approve", TTL)
+        await env.store.publish_result("t1", "fraud", TTL)
+        assert await env.store.wait_result("t1", 0.05) == "fraud"
+
+    async def test_result_keeps_non_ascii_text(self, env: StoreEnv) -> None:
+        """Any text comes back unchanged."""
+        await env.store.publish_result("t1", "approuvé ✓", TTL)
+        assert await env.peer.wait_result("t1", 0.05) == "approuvé ✓"
+
+    async def test_wait_rejects_non_finite_timeout(self, env: StoreEnv) -> None:
+        """A wait without an end is a programming error."""
+        with pytest.raises(ValueError, match="finite"):
+            await env.store.wait_result("t1", float("inf"))
+
+    async def test_close_ends_wait_with_none(self, env: StoreEnv) -> None:
+        """Closing the store wakes its waiters with None instead of leaving them hanging."""
+        task = await wait_in_background(env.store, "t1")
+        await env.store.close()
+        assert await asyncio.wait_for(task, WAKE_BOUND_S) is None

@@ -23,6 +23,8 @@ WRITES: dict[str, Write] = {
     "mark_once": lambda s, k: s.mark_once(k, 60.0),
     "claim_request": lambda s, k: s.claim_request(k, 60.0),
     "store_reply": lambda s, k: s.store_reply(k, b"reply", 60.0),
+    "count": lambda s, k: s.count(k, 60.0),
+    "publish_result": lambda s, k: s.publish_result(k, "approve", 60.0),
 }
 
 
@@ -91,6 +93,33 @@ class TestRelease:
         clock.advance(6.0)
         await store.put_challenge("new", RECORD, 60.0)
         assert len(store) == 1
+
+    async def test_writes_release_expired_counters_and_results(self, clock: FakeClock) -> None:
+        """Expired counters and results are dropped by later writes like other entries."""
+        store = MemoryChallengeStore(clock)
+        await store.count("c1", 5.0)
+        await store.publish_result("t1", "approve", 5.0)
+        clock.advance(6.0)
+        await store.mark_once("m1", 60.0)
+        assert len(store) == 1
+
+    async def test_count_hit_keeps_room_when_full(self, clock: FakeClock) -> None:
+        """Counting on a live counter needs no extra room."""
+        store = MemoryChallengeStore(clock, max_entries=10)
+        await store.count("c1", 60.0)
+        await fill(store, 9)
+        assert await store.count("c1", 60.0) == 2
+
+    async def test_wait_returns_stored_result_when_timeout_zero(self, clock: FakeClock) -> None:
+        """A zero timeout still returns a result that is already there."""
+        store = MemoryChallengeStore(clock)
+        await store.publish_result("t1", "approve", 60.0)
+        assert await store.wait_result("t1", 0.0) == "approve"
+
+    async def test_wait_returns_none_at_once_when_timeout_zero(self, clock: FakeClock) -> None:
+        """A zero timeout without a result returns None without waiting."""
+        store = MemoryChallengeStore(clock)
+        assert await store.wait_result("t1", 0.0) is None
 
     async def test_read_releases_expired_entry(self, clock: FakeClock) -> None:
         """Reading an expired challenge drops it."""

@@ -7,6 +7,7 @@ real: the private server is stopped, frozen with SIGSTOP, or restarted on the sa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +22,9 @@ from mfa_radius.errors import StoreUnavailable
 from mfa_radius.ports import RequestClaim
 from tests.support.ports import free_tcp_port
 from tests.support.redis_server import RedisServer
+
+WAKE_BOUND_S = 0.5
+"""Longest acceptable delay between a publish and the waiter's wake-up (loopback, idle host)."""
 
 HANG_GUARD_S = 2.0
 """Upper bound for a failing command: socket timeout 0.5 s plus one reconnect, with margin."""
@@ -46,6 +50,11 @@ OPERATIONS: dict[str, Operation] = {
     "mark_once": lambda s: s.mark_once("m1", 60.0),
     "claim_request": lambda s: s.claim_request("r1", 60.0),
     "store_reply": lambda s: s.store_reply("r1", b"reply", 60.0),
+    "count": lambda s: s.count("c1", 60.0),
+    "peek_count": lambda s: s.peek_count("c1"),
+    "delete": lambda s: s.delete("c1", "m1"),
+    "publish_result": lambda s: s.publish_result("t1", "approve", 60.0),
+    "wait_result": lambda s: s.wait_result("t1", 0.1),
     "ping": lambda s: s.ping(),
 }
 
@@ -83,6 +92,9 @@ async def run_flow(store: RedisChallengeStore) -> None:
     await store.store_reply("r1", b"reply", 30.0)
     await store.put_challenge("s2", RECORD, 120.0)
     await store.take_challenge("s2")
+    await store.count("c1", 300.0)
+    await store.count("c1", 300.0)
+    await store.publish_result("t1", "approve", 120.0)
 
 
 async def assert_unavailable(operation: Awaitable[object]) -> StoreUnavailable:
@@ -93,6 +105,19 @@ async def assert_unavailable(operation: Awaitable[object]) -> StoreUnavailable:
     assert time.monotonic() - started < HANG_GUARD_S
     assert caught.value.backend == "redis"
     return caught.value
+
+
+async def start_wait(store: RedisChallengeStore, key: str) -> asyncio.Task[str | None]:
+    """Start a wait on ``key`` and give its subscriber time to subscribe."""
+    task = asyncio.create_task(store.wait_result(key, 5.0))
+    await asyncio.sleep(0.1)
+    assert not task.done()
+    return task
+
+
+async def subscriber_count(admin: Redis) -> int:
+    """How many connections to the server are in subscribed mode."""
+    return len(await admin.client_list(_type="pubsub"))
 
 
 def error_text(exc: BaseException) -> str:
@@ -107,7 +132,7 @@ class TestKeys:
         """No key written during a login flow lives without an expiry."""
         await run_flow(store)
         ttls = [await admin.pttl(key) async for key in admin.scan_iter(match="*")]
-        assert len(ttls) == 3
+        assert len(ttls) == 5
         assert all(ttl > 0 for ttl in ttls)
 
     async def test_keys_use_configured_prefix(self, redis_url: str, admin: Redis) -> None:
@@ -118,7 +143,13 @@ class TestKeys:
         finally:
             await store.close()
         keys = {key async for key in admin.scan_iter(match="*")}
-        assert keys == {b"site7:chal:s1", b"site7:once:m1", b"site7:req:r1"}
+        assert keys == {
+            b"site7:chal:s1",
+            b"site7:once:m1",
+            b"site7:req:r1",
+            b"site7:cnt:c1",
+            b"site7:res:t1",
+        }
 
     async def test_ttl_is_set_in_milliseconds(
         self, store: RedisChallengeStore, admin: Redis
@@ -339,3 +370,239 @@ class TestConnectionOptions:
                 await assert_unavailable(store.ping())
             finally:
                 await store.close()
+
+
+class TestCounterKeys:
+    async def test_count_sets_window_as_ttl_on_first_hit(
+        self, store: RedisChallengeStore, admin: Redis
+    ) -> None:
+        """The first hit gives the counter the window, in milliseconds, as its TTL."""
+        await store.count("c1", 1.25)
+        assert 1000 < await admin.pttl("mfa:cnt:c1") <= 1250
+
+    async def test_count_keeps_ttl_on_later_hit(
+        self, store: RedisChallengeStore, admin: Redis
+    ) -> None:
+        """A later hit leaves the remaining TTL alone."""
+        await store.count("c1", 60.0)
+        await admin.pexpire("mfa:cnt:c1", 5000)
+        await store.count("c1", 60.0)
+        assert 0 < await admin.pttl("mfa:cnt:c1") <= 5000
+
+    async def test_count_sets_ttl_when_counter_has_none(
+        self, store: RedisChallengeStore, admin: Redis
+    ) -> None:
+        """A counter found without a TTL gets one, so no key lives forever."""
+        await admin.set("mfa:cnt:c1", 3)
+        assert await store.count("c1", 60.0) == 4
+        assert await admin.pttl("mfa:cnt:c1") > 0
+
+    async def test_peek_count_raises_store_unavailable_when_counter_corrupt(
+        self, store: RedisChallengeStore, admin: Redis
+    ) -> None:
+        """A counter that is not an integer fails the call instead of reading as zero."""
+        await admin.set("mfa:cnt:c1", b"many", px=60_000)
+        with pytest.raises(StoreUnavailable):
+            await store.peek_count("c1")
+
+    async def test_count_raises_store_unavailable_when_counter_corrupt(
+        self, store: RedisChallengeStore, admin: Redis
+    ) -> None:
+        """Counting on a key that is not an integer fails the call, as peek_count does."""
+        await admin.set("mfa:cnt:c1", b"many", px=60_000)
+        with pytest.raises(StoreUnavailable):
+            await store.count("c1", 60.0)
+
+    async def test_delete_removes_both_namespaces(
+        self, store: RedisChallengeStore, admin: Redis
+    ) -> None:
+        """Delete removes the counter and the mark of each key, and nothing else."""
+        await store.count("u1", 60.0)
+        await store.mark_once("u1", 60.0)
+        await store.put_challenge("u1", RECORD, 60.0)
+        await store.delete("u1")
+        assert {key async for key in admin.scan_iter(match="*")} == {b"mfa:chal:u1"}
+
+
+class TestResultKeys:
+    async def test_publish_result_sets_ttl_in_milliseconds(
+        self, store: RedisChallengeStore, admin: Redis
+    ) -> None:
+        """A result is stored under res: with its TTL as PX."""
+        await store.publish_result("t1", "approve", 1.25)
+        assert await admin.get("mfa:res:t1") == b"approve"
+        assert 1000 < await admin.pttl("mfa:res:t1") <= 1250
+
+    async def test_publish_result_announces_on_channel_named_like_key(
+        self, store: RedisChallengeStore, admin: Redis
+    ) -> None:
+        """The value goes out on the channel {prefix}res:{key}."""
+        pubsub = admin.pubsub()
+        try:
+            await pubsub.subscribe("mfa:res:t1")
+            assert (await pubsub.get_message(timeout=1.0) or {}).get("type") == "subscribe"
+            await store.publish_result("t1", "fraud", 60.0)
+            message = await pubsub.get_message(timeout=1.0)
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        assert message is not None
+        assert (message["channel"], message["data"]) == (b"mfa:res:t1", b"fraud")
+
+
+class TestSubscriber:
+    async def test_subscriber_starts_at_first_wait(
+        self, store: RedisChallengeStore, admin: Redis
+    ) -> None:
+        """A store that never waits opens no subscriber connection."""
+        await run_flow(store)
+        assert await subscriber_count(admin) == 0
+        await store.wait_result("t1", 0.05)
+        await asyncio.sleep(0.1)
+        assert await subscriber_count(admin) == 1
+
+    async def test_waiters_share_one_subscriber_connection(
+        self, store: RedisChallengeStore, admin: Redis
+    ) -> None:
+        """Fifty concurrent waits use one subscribed connection and one pattern."""
+        tasks = [asyncio.create_task(store.wait_result(f"t{i}", 5.0)) for i in range(50)]
+        await asyncio.sleep(0.2)
+        assert await subscriber_count(admin) == 1
+        assert await admin.pubsub_numpat() == 1
+        await store.publish_result("t7", "approve", 60.0)
+        assert await asyncio.wait_for(tasks[7], WAKE_BOUND_S) == "approve"
+        await store.close()
+        assert set(await asyncio.gather(*tasks)) == {None, "approve"}
+
+    async def test_wait_ignores_results_of_other_prefix(self, redis_url: str) -> None:
+        """A deployment with another key prefix on the same server does not wake the waiter."""
+        mine = RedisChallengeStore(url=redis_url, key_prefix="a:")
+        other = RedisChallengeStore(url=redis_url, key_prefix="b:")
+        try:
+            task = await start_wait(mine, "t1")
+            await other.publish_result("t1", "approve", 60.0)
+            await asyncio.sleep(0.1)
+            assert not task.done()
+            await mine.publish_result("t1", "deny", 60.0)
+            assert await asyncio.wait_for(task, WAKE_BOUND_S) == "deny"
+        finally:
+            await mine.close()
+            await other.close()
+
+    async def test_wait_wakes_when_prefix_has_glob_characters(self, redis_url: str) -> None:
+        """A prefix with *, ?, [ and backslash is matched literally by the subscription."""
+        prefix = "s[1]*?\\:"
+        waiter = RedisChallengeStore(url=redis_url, key_prefix=prefix)
+        publisher = RedisChallengeStore(url=redis_url, key_prefix=prefix)
+        lookalike = RedisChallengeStore(url=redis_url, key_prefix="s1xy\\:")
+        try:
+            task = await start_wait(waiter, "t1")
+            await lookalike.publish_result("t1", "approve", 60.0)
+            await asyncio.sleep(0.1)
+            assert not task.done()
+            await publisher.publish_result("t1", "fraud", 60.0)
+            assert await asyncio.wait_for(task, WAKE_BOUND_S) == "fraud"
+        finally:
+            for each in (waiter, publisher, lookalike):
+                await each.close()
+
+    async def test_close_stops_subscriber(self, store: RedisChallengeStore, admin: Redis) -> None:
+        """After close, no task of the store is left and the subscription is gone."""
+        await store.wait_result("t1", 0.05)
+        await asyncio.sleep(0.1)
+        await store.close()
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+        await asyncio.sleep(0.1)
+        assert await subscriber_count(admin) == 0
+
+    async def test_wait_raises_store_unavailable_when_closed(
+        self, store: RedisChallengeStore
+    ) -> None:
+        """A wait on a closed store fails instead of starting a new subscriber."""
+        await store.close()
+        with pytest.raises(StoreUnavailable):
+            await store.wait_result("t1", 0.05)
+
+
+@pytest.fixture
+async def two_nodes(
+    private_redis: RedisServer,
+) -> AsyncIterator[tuple[RedisChallengeStore, RedisChallengeStore]]:
+    """Two stores (two nodes) on this test's own server."""
+    node_a = RedisChallengeStore(host=private_redis.host, port=private_redis.port)
+    node_b = RedisChallengeStore(host=private_redis.host, port=private_redis.port)
+    yield node_a, node_b
+    await node_a.close()
+    await node_b.close()
+
+
+class TestSubscriberOutages:
+    async def test_wait_wakes_when_waiter_started_after_restart(
+        self,
+        private_redis: RedisServer,
+        two_nodes: tuple[RedisChallengeStore, RedisChallengeStore],
+    ) -> None:
+        """After a restart, a new waiter is woken by a publish from the other node."""
+        node_a, node_b = two_nodes
+        task = await start_wait(node_a, "t0")
+        await node_b.publish_result("t0", "approve", 60.0)
+        assert await asyncio.wait_for(task, WAKE_BOUND_S) == "approve"
+        private_redis.restart()
+        task = await start_wait(node_a, "t1")
+        await node_b.publish_result("t1", "fraud", 60.0)
+        assert await asyncio.wait_for(task, WAKE_BOUND_S) == "fraud"
+
+    async def test_wait_wakes_when_publish_follows_restart(
+        self,
+        private_redis: RedisServer,
+        two_nodes: tuple[RedisChallengeStore, RedisChallengeStore],
+    ) -> None:
+        """A waiter that began before a restart still learns a result published after it."""
+        node_a, node_b = two_nodes
+        task = await start_wait(node_a, "t1")
+        private_redis.restart()
+        await node_b.publish_result("t1", "approve", 60.0)
+        assert await asyncio.wait_for(task, 1.0 + WAKE_BOUND_S) == "approve"
+
+    async def test_wait_wakes_when_published_while_subscriber_reconnects(
+        self,
+        private_redis: RedisServer,
+        two_nodes: tuple[RedisChallengeStore, RedisChallengeStore],
+    ) -> None:
+        """A result published while the subscriber is still backing off reaches the waiter."""
+        node_a, node_b = two_nodes
+        task = await start_wait(node_a, "t1")
+        private_redis.stop()
+        await asyncio.sleep(0.3)  # failed reconnects: the subscriber now backs off for 0.4 s
+        private_redis.start()
+        await node_b.publish_result("t1", "deny", 60.0)  # no subscriber hears this message
+        assert await asyncio.wait_for(task, 1.0) == "deny"
+
+    async def test_wait_ends_within_bound_when_server_stops_while_waiting(
+        self,
+        private_redis: RedisServer,
+        two_nodes: tuple[RedisChallengeStore, RedisChallengeStore],
+    ) -> None:
+        """A waiter whose server goes away ends by its deadline: StoreUnavailable or None."""
+        node_a, _ = two_nodes
+        task = asyncio.create_task(node_a.wait_result("t1", 0.3))
+        await asyncio.sleep(0.1)
+        private_redis.stop()
+        started = time.monotonic()
+        with contextlib.suppress(StoreUnavailable):
+            assert await task is None
+        assert time.monotonic() - started < HANG_GUARD_S
+
+    async def test_subscriber_recovers_when_server_returns_after_outage(
+        self,
+        private_redis: RedisServer,
+        two_nodes: tuple[RedisChallengeStore, RedisChallengeStore],
+    ) -> None:
+        """After an outage longer than the first reconnect attempts, waits work again."""
+        node_a, node_b = two_nodes
+        await node_a.wait_result("t0", 0.05)
+        private_redis.stop()
+        await asyncio.sleep(0.5)  # the subscriber fails to reconnect a few times meanwhile
+        private_redis.start()
+        task = await start_wait(node_a, "t1")
+        await node_b.publish_result("t1", "approve", 60.0)
+        assert await asyncio.wait_for(task, 2.0 + WAKE_BOUND_S) == "approve"

@@ -145,23 +145,30 @@ class TestRelayUpstream:
 class TestAfterEnrolment:
     def test_enrolled_user_goes_on_to_the_second_factor(self) -> None:
         """A user with a token must give a code."""
-        assert flow.after_enrolment(ALICE, _policy(), ATTRS) is None
+        assert flow.after_enrolment(ALICE, (Factor.TOTP,), _policy(), ATTRS) is None
 
     def test_rejects_disabled_user(self) -> None:
         """A disabled user is rejected even with a token."""
         user = User(user_id="u1", username="alice", disabled=True, tokens=(TOKEN,))
-        assert flow.after_enrolment(user, _policy(), ATTRS) == Reject(RejectReason.USER_DISABLED)
+        result = flow.after_enrolment(user, (Factor.TOTP,), _policy(), ATTRS)
+        assert result == Reject(RejectReason.USER_DISABLED)
 
     @pytest.mark.parametrize(
         "user", [None, User(user_id="u2", username="bob")], ids=["missing", "no-token"]
     )
     def test_rejects_unenrolled_user_by_default(self, user: User | None) -> None:
         """Without a factor the default answer is Reject(not_enrolled)."""
-        assert flow.after_enrolment(user, _policy(), ATTRS) == Reject(RejectReason.NOT_ENROLLED)
+        assert flow.after_enrolment(user, (), _policy(), ATTRS) == Reject(RejectReason.NOT_ENROLLED)
+
+    def test_user_without_a_usable_factor_is_unenrolled(self) -> None:
+        """A phone-only user at a client that allows only the app counts as not enrolled."""
+        assert flow.after_enrolment(ALICE, (), _policy(), ATTRS) == Reject(
+            RejectReason.NOT_ENROLLED
+        )
 
     def test_accepts_unenrolled_user_when_client_allows(self) -> None:
         """unenrolled = accept passes the primary's attributes through."""
-        result = flow.after_enrolment(None, _policy(unenrolled=Unenrolled.ACCEPT), ATTRS)
+        result = flow.after_enrolment(None, (), _policy(unenrolled=Unenrolled.ACCEPT), ATTRS)
         assert result == Accept(AcceptReason.UNENROLLED_ALLOWED, ATTRS)
 
 

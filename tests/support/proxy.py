@@ -89,7 +89,7 @@ secret = "{SECRET}"
 {client}
 
 [profile.default]
-response_window = 3.0
+{"" if "response_window" in profile else "response_window = 3.0"}
 {profile}
 
 [store]

@@ -1,0 +1,113 @@
+"""Abuse limits for text messages and calls, and the lockout for guessed codes.
+
+Text messages and calls cost money and can be turned against users (SMS bombing) or against
+the operator (toll fraud, premium-rate numbers). A message is only ever sent after a correct
+password, and each send is counted per user, per number, per destination region and per day,
+with a cool-down between two sends to the same user. The counters live in the challenge
+store, so the limits hold for the whole cluster.
+
+Wrong codes are counted per user across challenges; past a threshold the user is locked out
+for a time that doubles with every further failure. The count starts only after a correct
+password, so someone who knows only a username cannot lock its owner out.
+
+This module computes names, limits and back-off; the service performs the counting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DAY = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most ``count`` events per ``window`` seconds."""
+
+    count: int
+    window: float
+
+
+@dataclass(frozen=True, slots=True)
+class SendLimits:
+    """How often codes may be sent.
+
+    Attributes:
+        per_user: sends per user.
+        per_number: sends per destination number.
+        per_region: sends per destination region (country).
+        daily: sends per day for the whole deployment.
+        cooldown: seconds between two sends to the same user.
+    """
+
+    per_user: Rate = Rate(5, 3600.0)
+    per_number: Rate = Rate(5, 3600.0)
+    per_region: Rate = Rate(1000, 3600.0)
+    daily: int = 10_000
+    cooldown: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class Lockout:
+    """When wrong codes lock a user out.
+
+    Attributes:
+        threshold: wrong codes (across challenges) before the first lockout.
+        base_delay: seconds of the first lockout; each further wrong code doubles it.
+        max_delay: the longest lockout.
+        memory: seconds a wrong code is remembered.
+    """
+
+    threshold: int = 5
+    base_delay: float = 60.0
+    max_delay: float = 3600.0
+    memory: float = 86_400.0
+
+
+def send_counters(
+    limits: SendLimits, *, username: str, number: str, region: str, day: int
+) -> list[tuple[str, Rate, str]]:
+    """The counters one send increments, with their limit and the reason to log when hit.
+
+    Args:
+        limits: the configured limits.
+        username: the normalised user.
+        number: the E.164 destination.
+        region: its ISO region.
+        day: the current day number (epoch seconds // 86400), naming the daily counter.
+
+    Returns:
+        ``(counter key, rate, reason)`` for each limit.
+    """
+    return [
+        (f"send:user:{username}", limits.per_user, "user_send_limit"),
+        (f"send:number:{number}", limits.per_number, "number_send_limit"),
+        (f"send:region:{region}", limits.per_region, "region_send_limit"),
+        (f"send:day:{day}", Rate(limits.daily, DAY), "daily_send_limit"),
+    ]
+
+
+def cooldown_key(username: str) -> str:
+    """The mark that spaces two sends to one user."""
+    return f"send:cooldown:{username}"
+
+
+def failures_key(username: str) -> str:
+    """The counter of a user's wrong codes."""
+    return f"fail:{username}"
+
+
+def lock_key(username: str) -> str:
+    """The counter whose presence means the user is locked out."""
+    return f"lock:{username}"
+
+
+def lockout_delay(failures: int, lockout: Lockout) -> float:
+    """Seconds to lock a user out after ``failures`` wrong codes (0: not locked).
+
+    The first lockout comes at ``threshold`` failures and lasts ``base_delay``; each further
+    failure doubles it, up to ``max_delay``.
+    """
+    if failures < lockout.threshold:
+        return 0.0
+    return float(min(lockout.base_delay * 2 ** (failures - lockout.threshold), lockout.max_delay))

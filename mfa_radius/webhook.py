@@ -1,0 +1,346 @@
+"""The HTTP listener that receives Twilio's answer to an approve phone call.
+
+Responsibility: when the proxy calls a user to approve a sign-in, the call's TwiML
+(:func:`approve_twiml`) asks Twilio to POST the pressed key to
+``{public_url}/approve?t={token}``. Twilio reaches *whichever* node the reverse proxy picks, while
+another node holds the Access-Request; this module checks that the request really comes from
+Twilio and hands the answer to every node through :meth:`ChallengeStore.publish_result`, where
+the waiting node's :meth:`ChallengeStore.wait_result` picks it up at once.
+
+Rules this module keeps:
+
+* **Twilio's signature or nothing.** ``X-Twilio-Signature`` is checked with twilio's
+  ``RequestValidator`` over the *public* URL the proxy gave Twilio, rebuilt from the configured
+  ``public_url`` and the token (the request's own Host and scheme are the reverse proxy's, not
+  trusted). A missing or wrong signature gets 403 and records nothing.
+* **Cheap checks before any store call.** The token's shape is checked first (400), bodies are
+  capped at :data:`MAX_BODY_BYTES` (413), so junk traffic never reaches Redis.
+* **One answer per call.** The first signed answer for a token is recorded (``mark_once`` on
+  ``hook:{token}``); a replay gets the same polite TwiML and changes nothing.
+* **Secrets stay out of logs and reprs**: the auth token, the signature and the raw call token
+  are never logged; a token appears only as ``token_id`` (first 8 hex of its SHA-256). The
+  access log is off because it would print the query string.
+
+It must not decide what an answer means for the login (``service.py`` does), place calls, or
+read configuration.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+import xml.etree.ElementTree as ET
+from typing import Final
+from urllib.parse import urlsplit
+
+import structlog
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+
+from mfa_radius.errors import BackendError
+from mfa_radius.ports import ChallengeStore
+
+log = structlog.get_logger("mfa_radius.webhook")
+
+TOKEN_BYTES: Final = 16
+"""Random bytes in a call token (``secrets.token_urlsafe(TOKEN_BYTES)``): 22 URL-safe chars."""
+
+MAX_BODY_BYTES: Final = 16 * 1024
+"""Largest request body accepted; Twilio's Gather callback is well under 2 KiB."""
+
+_TOKEN_RE: Final = re.compile(r"[A-Za-z0-9_-]{22}")
+"""Shape of ``secrets.token_urlsafe(16)``: anything else was not issued by the proxy."""
+
+_CODE_RE: Final = re.compile(r"[0-9]{1,16}")
+
+_SIGNATURE_HEADER: Final = "X-Twilio-Signature"
+
+_XML_DECLARATION: Final = '<?xml version="1.0" encoding="UTF-8"?>'
+
+
+class CallResult(enum.StrEnum):
+    """What the callee answered on an approve call (the value passed to publish_result)."""
+
+    #: Pressed 1: the user approves the sign-in.
+    APPROVE = "approve"
+    #: Pressed 9: the user did not try to sign in; the attempt is reported.
+    FRAUD = "fraud"
+    #: Pressed another key, or Twilio sent no digits: the sign-in is refused.
+    DENY = "deny"
+
+
+def result_for_digits(digits: str | None) -> CallResult:
+    """Map Twilio's ``Digits`` field to a result; anything but 1 or 9 denies.
+
+    Args:
+        digits: the ``Digits`` form field, or None when absent.
+
+    Returns:
+        The result to publish.
+    """
+    if digits == "1":
+        return CallResult.APPROVE
+    if digits == "9":
+        return CallResult.FRAUD
+    return CallResult.DENY
+
+
+def token_id(token: str) -> str:
+    """Return the log-safe id of a call token: the first 8 hex digits of its SHA-256.
+
+    Args:
+        token: the call token.
+
+    Returns:
+        Eight hex digits.
+    """
+    return hashlib.sha256(token.encode()).hexdigest()[:8]
+
+
+def _render(response: ET.Element) -> str:
+    """Serialise a TwiML tree; ElementTree escapes text and attribute values."""
+    return _XML_DECLARATION + ET.tostring(response, encoding="unicode")
+
+
+def _say(parent: ET.Element, text: str, language: str) -> None:
+    """Append ``<Say language=...>text</Say>``."""
+    say = ET.SubElement(parent, "Say", {"language": language})
+    say.text = text
+
+
+def approve_twiml(*, action_url: str, organisation: str, language: str, timeout_s: int) -> str:
+    """Build the TwiML of an approve call: one keypress, posted to ``action_url``.
+
+    Args:
+        action_url: where Twilio posts the key (``WebhookServer.action_url(token)``); it is
+            also the URL Twilio signs, so it must be passed unchanged.
+        organisation: the name read to the callee, so they know who calls.
+        language: the ``<Say>`` language (``en-GB``, ``de-DE``, ...).
+        timeout_s: seconds Twilio waits for a key before the goodbye.
+
+    Returns:
+        The TwiML document.
+
+    Raises:
+        ValueError: ``timeout_s`` is not positive.
+    """
+    if timeout_s < 1:
+        raise ValueError("timeout_s must be at least 1")
+    response = ET.Element("Response")
+    gather = ET.SubElement(
+        response,
+        "Gather",
+        {"numDigits": "1", "action": action_url, "method": "POST", "timeout": str(timeout_s)},
+    )
+    _say(
+        gather,
+        f"This is {organisation}. Press 1 to approve the sign-in. "
+        "Press 9 to report that you did not try to sign in.",
+        language,
+    )
+    _say(response, "No key pressed. Goodbye.", language)
+    return _render(response)
+
+
+def code_twiml(code: str, *, organisation: str, language: str) -> str:
+    """Build the TwiML of a voice code: the digits one by one, read twice with pauses.
+
+    Digits are separated by commas so text-to-speech reads "1, 2, 3" rather than "one
+    hundred twenty-three".
+
+    Args:
+        code: the one-time code, digits only (never logged).
+        organisation: the name read to the callee.
+        language: the ``<Say>`` language.
+
+    Returns:
+        The TwiML document.
+
+    Raises:
+        ValueError: ``code`` is not 1 to 16 ASCII digits.
+    """
+    if _CODE_RE.fullmatch(code) is None:
+        raise ValueError("code must be 1 to 16 ASCII digits")
+    spoken = ", ".join(code) + "."
+    response = ET.Element("Response")
+    _say(response, f"This is {organisation}. Your sign-in code is:", language)
+    ET.SubElement(response, "Pause", {"length": "1"})
+    _say(response, spoken, language)
+    ET.SubElement(response, "Pause", {"length": "1"})
+    _say(response, "Again:", language)
+    _say(response, spoken, language)
+    ET.SubElement(response, "Pause", {"length": "1"})
+    _say(response, "Goodbye.", language)
+    return _render(response)
+
+
+def _reply_twiml(result: CallResult) -> str:
+    """The TwiML played after a key was pressed."""
+    response = ET.Element("Response")
+    say = ET.SubElement(response, "Say")
+    say.text = (
+        "Thank you. The sign-in attempt has been reported. Goodbye."
+        if result is CallResult.FRAUD
+        else "Thank you. You may hang up."
+    )
+    return _render(response)
+
+
+def _twiml_response(body: str) -> web.Response:
+    return web.Response(text=body, content_type="text/xml", charset="utf-8")
+
+
+class WebhookServer:
+    """The aiohttp listener for Twilio's approve-call callbacks, behind a reverse proxy.
+
+    Routes: ``POST {path of public_url}/approve?t=<token>`` (Twilio's form fields) and
+    ``GET /healthz`` (200 ``ok``, for the reverse proxy's health check).
+
+    Args:
+        listen_host: address to bind (loopback when the reverse proxy runs on the host).
+        listen_port: TCP port to bind; 0 picks a free one (see :attr:`port`).
+        public_url: the URL Twilio reaches this listener at, as the reverse proxy exposes it
+            (``https://mfa.example.org/twilio``); signatures are checked against it.
+        auth_token: the Twilio auth token that signs callbacks (never logged or shown).
+        store: where results are published for the node that waits for them.
+        result_ttl: seconds a result (and the replay mark) is kept.
+
+    Raises:
+        ValueError: ``public_url`` is not an absolute http(s) URL without query or fragment,
+            ``auth_token`` is empty or ``result_ttl`` is not positive.
+    """
+
+    def __init__(
+        self,
+        *,
+        listen_host: str,
+        listen_port: int,
+        public_url: str,
+        auth_token: str,
+        store: ChallengeStore,
+        result_ttl: float = 120.0,
+    ) -> None:
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("public_url must be an absolute http(s) URL")
+        if parts.query or parts.fragment:
+            raise ValueError("public_url must not have a query or fragment")
+        if not auth_token:
+            raise ValueError("auth_token must not be empty")
+        if not result_ttl > 0:
+            raise ValueError("result_ttl must be positive")
+        self._listen_host = listen_host
+        self._listen_port = listen_port
+        self._public_url = public_url.rstrip("/")
+        self._validator = RequestValidator(auth_token)
+        self._store = store
+        self._result_ttl = result_ttl
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_post(parts.path.rstrip("/") + "/approve", self._approve)
+        app.router.add_get("/healthz", self._healthz)
+        # No access log: its default format prints the query string, which holds the token.
+        # A short shutdown grace: Twilio's callbacks are small and answered in milliseconds.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        self._site: web.TCPSite | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"WebhookServer(listen={self._listen_host}:{self._listen_port}, "
+            f"public_url={self._public_url!r})"
+        )
+
+    def action_url(self, token: str) -> str:
+        """Return the URL to put in an approve call's ``<Gather action>`` for ``token``.
+
+        The webhook rebuilds exactly this URL to check Twilio's signature.
+
+        Args:
+            token: a call token from ``secrets.token_urlsafe(TOKEN_BYTES)``.
+
+        Returns:
+            ``{public_url}/approve?t={token}``.
+
+        Raises:
+            ValueError: the token does not have the shape of a proxy-issued token.
+        """
+        if _TOKEN_RE.fullmatch(token) is None:
+            raise ValueError("token must come from secrets.token_urlsafe(TOKEN_BYTES)")
+        return f"{self._public_url}/approve?t={token}"
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (useful after binding port 0).
+
+        Raises:
+            RuntimeError: the server is not started.
+        """
+        for address in self._runner.addresses:
+            if isinstance(address, tuple):
+                port: int = address[1]
+                return port
+        raise RuntimeError("webhook server is not started")
+
+    async def start(self) -> None:
+        """Bind the socket and start serving.
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self._listen_host, self._listen_port)
+        await self._site.start()
+        log.info("webhook_started", listen=f"{self._listen_host}:{self.port}")
+
+    async def close(self) -> None:
+        """Stop serving and release the socket (in-flight callbacks get a short grace)."""
+        await self._runner.cleanup()
+        self._site = None
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        """Answer the reverse proxy's health check without touching the store."""
+        return web.Response(text="ok")
+
+    async def _approve(self, request: web.Request) -> web.Response:
+        """Verify, de-duplicate and publish one keypress from Twilio."""
+        src = request.remote or ""
+        token = request.query.get("t", "")
+        if _TOKEN_RE.fullmatch(token) is None:
+            log.warning("webhook_rejected", reason="bad_token", src=src)
+            return web.Response(status=400, text="bad request")
+        tid = token_id(token)
+        signature = request.headers.get(_SIGNATURE_HEADER)
+        if not signature:
+            log.warning("webhook_rejected", reason="missing_signature", src=src, token_id=tid)
+            return web.Response(status=403, text="forbidden")
+        form = await request.post()
+        params: dict[str, str | list[str]] = {}
+        for name in form:
+            values = [value for value in form.getall(name) if isinstance(value, str)]
+            params[name] = values[0] if len(values) == 1 else values
+        if not self._signed_by_twilio(self.action_url(token), params, signature):
+            log.warning("webhook_rejected", reason="bad_signature", src=src, token_id=tid)
+            return web.Response(status=403, text="forbidden")
+        digits = params.get("Digits")
+        result = result_for_digits(digits if isinstance(digits, str) else None)
+        call_sid = params.get("CallSid")
+        call_sid = call_sid if isinstance(call_sid, str) else ""
+        try:
+            first = await self._store.mark_once(f"hook:{token}", self._result_ttl)
+            if first:
+                await self._store.publish_result(token, result.value, self._result_ttl)
+        except BackendError as exc:
+            log.warning("backend_failed", backend=exc.backend, error=exc.detail, token_id=tid)
+            return web.Response(status=503, text="unavailable")
+        if not first:
+            log.warning("webhook_replayed", token_id=tid, call_sid=call_sid, src=src)
+        else:
+            log.info("webhook_answered", result=result.value, token_id=tid, call_sid=call_sid)
+        return _twiml_response(_reply_twiml(result))
+
+    def _signed_by_twilio(
+        self, url: str, params: dict[str, str | list[str]], signature: str
+    ) -> bool:
+        """Check X-Twilio-Signature (HMAC-SHA1 with the auth token) over the public URL."""
+        valid = self._validator.validate(url, params, signature)
+        return valid is True
