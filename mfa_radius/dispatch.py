@@ -31,17 +31,14 @@ from mfa_radius.core.model import (
     RejectReason,
 )
 from mfa_radius.core.policy import ClientPolicy
+from mfa_radius.core.twiml import CallResult, approve_action_url, approve_twiml, code_twiml
 from mfa_radius.deadlines import Deadlines
 from mfa_radius.errors import DeliveryFailed
 from mfa_radius.ports import ChallengeStore, Clock, CodeSender
-from mfa_radius.webhook import approve_twiml, code_twiml
 
 log = structlog.get_logger("mfa_radius.dispatch")
 
 T = TypeVar("T")
-
-APPROVE = "approve"
-FRAUD = "fraud"
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +236,7 @@ class PhoneFactors:
             return Reject(RejectReason.SEND_LIMITED)
         token = secrets.token_urlsafe(16)
         twiml = approve_twiml(
-            action_url=f"{self._settings.webhook_url}/approve?t={token}",
+            action_url=approve_action_url(self._settings.webhook_url, token),
             organisation=policy.organisation,
             language=policy.language,
             timeout_s=self._settings.gather_seconds,
@@ -258,9 +255,9 @@ class PhoneFactors:
         except TimeoutError:
             raise DeliveryFailed("delivery", "timeout") from None
         result = await self._store.wait_result(token, max(budget, 0.0))
-        if result == APPROVE:
+        if result == CallResult.APPROVE:
             return Accept(AcceptReason.MFA_OK, attributes)
-        if result == FRAUD:
+        if result == CallResult.FRAUD:
             await self.lock_for_fraud(username)
             log.warning("fraud_reported")
             return Reject(RejectReason.FRAUD_REPORTED)
