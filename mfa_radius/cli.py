@@ -24,7 +24,7 @@ from mfa_radius.adapters.aesgcm_keyring import Keyring
 from mfa_radius.adapters.argon2_primary import hash_password
 from mfa_radius.adapters.radius_client import LoginResult, RadiusClient
 from mfa_radius.adapters.sql_enrolments import SqlEnrolmentStore
-from mfa_radius.core import limits, otp
+from mfa_radius.core import factors, limits, otp
 from mfa_radius.core.model import User
 from mfa_radius.demo import prepare as prepare_demo
 from mfa_radius.errors import AlreadyExists, BackendError, ConfigError, NotFound
@@ -189,6 +189,12 @@ def user_add(
 ) -> None:
     """Create a user."""
     loaded = _load(config_path)
+    if phone:
+        normalised = factors.normalise_phone(phone, default_region=None)
+        if normalised is None:
+            err.print("--phone must be a valid number in international form (+14155550123)")
+            raise typer.Exit(2)
+        phone = normalised
     user = _run(
         _with_enrolments(
             loaded,
