@@ -16,7 +16,7 @@ import ipaddress
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -112,18 +112,36 @@ def parse_listen(item: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-class ClientConfig(_Model):
-    """``[[client]]``: a NAS (VPN gateway, NPS server) allowed to send requests."""
+class _SharedSecret(_Model):
+    """A RADIUS peer's shared secret, given inline (``secret``) or in a file (``secret_file``)."""
 
-    name: str = Field(min_length=1, description="Name used in logs and audit lines.")
-    ipaddr: list[IpNetwork] = Field(
-        description="Source address or CIDR network(s) of the NAS (IPv4 or IPv6)."
-    )
     secret: SecretStr | None = Field(
         default=None, description="RADIUS shared secret, 16 characters or more."
     )
     secret_file: Path | None = Field(
         default=None, description="File holding the shared secret (first line), instead of secret."
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _check_secret(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Self:
+        if (self.secret is None) == (self.secret_file is None):
+            raise ValueError("set exactly one of secret and secret_file")
+        return self
+
+
+class ClientConfig(_SharedSecret):
+    """``[[client]]``: a NAS (VPN gateway, NPS server) allowed to send requests."""
+
+    name: str = Field(min_length=1, description="Name used in logs and audit lines.")
+    ipaddr: list[IpNetwork] = Field(
+        description="Source address or CIDR network(s) of the NAS (IPv4 or IPv6)."
     )
     require_message_authenticator: MaPolicy = Field(
         default=MaPolicy.AUTO,
@@ -143,19 +161,6 @@ class ClientConfig(_Model):
     @classmethod
     def _one_or_many(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
-
-    @field_validator("secret")
-    @classmethod
-    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            _check_secret(value.get_secret_value())
-        return value
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> ClientConfig:
-        if (self.secret is None) == (self.secret_file is None):
-            raise ValueError("set exactly one of secret and secret_file")
-        return self
 
 
 def _check_secret(value: str) -> None:
@@ -287,14 +292,12 @@ class ProfileConfig(_Model):
         return self
 
 
-class HomeServerConfig(_Model):
+class HomeServerConfig(_SharedSecret):
     """``[[home_server]]``: an upstream RADIUS server (NPS, FreeRADIUS), in fail-over order."""
 
     name: str = Field(min_length=1, description="Name used in logs (the audit 'upstream' key).")
     ipaddr: str = Field(description="Address of the server (IPv4 or IPv6 literal).")
     port: int = Field(default=1812, gt=0, lt=65536, description="Authentication port.")
-    secret: SecretStr | None = Field(default=None, description="Shared secret with the server.")
-    secret_file: Path | None = Field(default=None, description="File holding the secret.")
     response_window: float = Field(
         default=5.0, gt=0, le=60, description="Seconds to wait before failing over to the next."
     )
@@ -318,19 +321,6 @@ class HomeServerConfig(_Model):
     def _address(cls, value: str) -> str:
         ipaddress.ip_address(value)
         return value
-
-    @field_validator("secret")
-    @classmethod
-    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            _check_secret(value.get_secret_value())
-        return value
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> HomeServerConfig:
-        if (self.secret is None) == (self.secret_file is None):
-            raise ValueError("set exactly one of secret and secret_file")
-        return self
 
 
 class UpstreamConfig(_Model):

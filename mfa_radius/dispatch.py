@@ -34,7 +34,7 @@ from mfa_radius.core.policy import ClientPolicy
 from mfa_radius.core.twiml import CallResult, approve_action_url, approve_twiml, code_twiml
 from mfa_radius.deadlines import Deadlines
 from mfa_radius.errors import DeliveryFailed
-from mfa_radius.ports import ChallengeStore, Clock, CodeSender
+from mfa_radius.ports import ChallengeStore, Clock, CodeSender, Delivery
 
 log = structlog.get_logger("mfa_radius.dispatch")
 
@@ -176,24 +176,32 @@ class PhoneFactors:
         if not await self._within_limits(username, phone):
             return Reject(RejectReason.SEND_LIMITED)
         code = str(secrets.randbelow(10**policy.code_length)).zfill(policy.code_length)
+        if factor is Factor.SMS:
+            minutes = max(int(policy.challenge_ttl // 60), 1)
+            body = factors.sms_text(
+                policy.sms_text, code=code, minutes=minutes, organisation=policy.organisation
+            )
+            refused = await self._deliver(
+                self._sender.send_sms(phone, body, sender=policy.sms_sender)
+            )
+        else:
+            twiml = code_twiml(code, organisation=policy.organisation, language=policy.language)
+            refused = await self._deliver(
+                self._sender.call(phone, twiml, caller_id=policy.voice_caller_id)
+            )
+        return refused or factors.code_hash(self._settings.code_key, state, code)
+
+    async def _deliver(self, request: Awaitable[Delivery]) -> Reject | None:
+        """Hand one message or call to the provider, once, within the send deadline.
+
+        Returns:
+            Reject(delivery_rejected) when the provider refused the number; None when sent.
+
+        Raises:
+            DeliveryFailed: the provider is down or did not answer in time.
+        """
         try:
-            if factor is Factor.SMS:
-                minutes = max(int(policy.challenge_ttl // 60), 1)
-                body = factors.sms_text(
-                    policy.sms_text, code=code, minutes=minutes, organisation=policy.organisation
-                )
-                await self._deadlines.run(
-                    self._sender.send_sms(phone, body, sender=policy.sms_sender),
-                    self._send_timeout,
-                    "delivery",
-                )
-            else:
-                twiml = code_twiml(code, organisation=policy.organisation, language=policy.language)
-                await self._deadlines.run(
-                    self._sender.call(phone, twiml, caller_id=policy.voice_caller_id),
-                    self._send_timeout,
-                    "delivery",
-                )
+            await self._deadlines.run(request, self._send_timeout, "delivery")
         except DeliveryFailed as exc:
             if exc.permanent:
                 logs.note(delivery_code=exc.code)
@@ -201,7 +209,7 @@ class PhoneFactors:
             raise
         except TimeoutError:
             raise DeliveryFailed("delivery", "timeout") from None
-        return factors.code_hash(self._settings.code_key, state, code)
+        return None
 
     async def approve(
         self,
@@ -241,19 +249,11 @@ class PhoneFactors:
             language=policy.language,
             timeout_s=self._settings.gather_seconds,
         )
-        try:
-            await self._deadlines.run(
-                self._sender.call(phone, twiml, caller_id=policy.voice_caller_id),
-                self._send_timeout,
-                "delivery",
-            )
-        except DeliveryFailed as exc:
-            if exc.permanent:
-                logs.note(delivery_code=exc.code)
-                return Reject(RejectReason.DELIVERY_REJECTED)
-            raise
-        except TimeoutError:
-            raise DeliveryFailed("delivery", "timeout") from None
+        refused = await self._deliver(
+            self._sender.call(phone, twiml, caller_id=policy.voice_caller_id)
+        )
+        if refused is not None:
+            return refused
         result = await self._store.wait_result(token, max(budget, 0.0))
         if result == CallResult.APPROVE:
             return Accept(AcceptReason.MFA_OK, attributes)

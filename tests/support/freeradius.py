@@ -27,17 +27,15 @@ What the raddb does (FreeRADIUS 3.2.1 facts found while writing it):
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
 import pytest
 
 from tests.support.ports import LOOPBACK, free_udp_port
+from tests.support.process import ServerProcess
 
 INSTALL_HINT = "freeradius not found: apt-get install freeradius"
 DICTIONARY_DIR = Path("/usr/share/freeradius")
@@ -184,7 +182,7 @@ port=%{{NAS-Port}} called=%{{Called-Station-Id}} proxy-state=%{{Proxy-State}}"
 """
 
 
-class FreeRadiusServer:
+class FreeRadiusServer(ServerProcess):
     """One ``freeradius -X`` process serving authentication on 127.0.0.1.
 
     Args:
@@ -280,32 +278,3 @@ class FreeRadiusServer:
                     f"freeradius not ready within {deadline_s} s:\n{self.log_text()[-3000:]}"
                 )
             time.sleep(0.02)
-
-    def stop(self) -> None:
-        """Stop the server with SIGTERM (SIGKILL after 5 s) and wait for it to exit."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-    def restart(self) -> None:
-        """Stop the server and start it again on the same port."""
-        self.stop()
-        self.start()
-
-    def __enter__(self) -> FreeRadiusServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

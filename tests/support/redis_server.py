@@ -10,16 +10,13 @@ with a certificate for 127.0.0.1 signed by a throw-away CA. Tests produce outage
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Address
 from pathlib import Path
-from types import TracebackType
 
 import pytest
 from cryptography import x509
@@ -28,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.support.ports import LOOPBACK, free_tcp_port
+from tests.support.process import ServerProcess
 
 INSTALL_HINT = "redis-server not found: apt-get install redis-server"
 
@@ -116,7 +114,7 @@ def wait_for_ping(
         time.sleep(0.02)
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """One redis-server subprocess bound to 127.0.0.1 on a free port.
 
     Args:
@@ -192,44 +190,3 @@ class RedisServer:
         except BaseException:
             self.stop()
             raise
-
-    def stop(self) -> None:
-        """Stop the server (also a paused one) and wait for the process to exit."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-
-    def restart(self) -> None:
-        """Stop the server and start a fresh, empty one on the same port."""
-        self.stop()
-        self.start()
-
-    def pause(self) -> None:
-        """Freeze the process (SIGSTOP): connections stay open but nothing is answered."""
-        assert self._proc is not None
-        os.kill(self._proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """Let a paused process run again (SIGCONT)."""
-        assert self._proc is not None
-        os.kill(self._proc.pid, signal.SIGCONT)
-
-    def __enter__(self) -> RedisServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

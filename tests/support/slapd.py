@@ -24,19 +24,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import secrets
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import pytest
 
 from tests.support.ports import LOOPBACK, free_tcp_port
+from tests.support.process import ServerProcess
 from tests.support.tls import TestCa
 
 INSTALL_HINT = "apt-get install slapd ldap-utils"
@@ -169,7 +167,7 @@ access to *
 """
 
 
-class SlapdServer:
+class SlapdServer(ServerProcess):
     """One slapd subprocess on 127.0.0.1: ``ldap://`` (with StartTLS) and ``ldaps://``.
 
     Args:
@@ -291,44 +289,3 @@ class SlapdServer:
             pytest.fail(
                 f"ldapadd failed ({done.returncode}): {done.stderr.decode(errors='replace')}"
             )
-
-    def stop(self) -> None:
-        """Stop slapd (also a paused one) and wait for it to exit; the data stays on disk."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-
-    def restart(self) -> None:
-        """Stop slapd and start it again on the same ports with the same entries."""
-        self.stop()
-        self.start()
-
-    def pause(self) -> None:
-        """Freeze slapd (SIGSTOP): the kernel still accepts connections, nothing answers."""
-        assert self._proc is not None
-        os.kill(self._proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """Let a paused slapd run again (SIGCONT)."""
-        assert self._proc is not None
-        os.kill(self._proc.pid, signal.SIGCONT)
-
-    def __enter__(self) -> SlapdServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
