@@ -21,8 +21,8 @@ from twilio.request_validator import RequestValidator
 
 from mfa_radius.adapters.memory_store import MemoryChallengeStore
 from mfa_radius.adapters.redis_store import RedisChallengeStore
-from mfa_radius.ports import ChallengeStore
 from mfa_radius.core.twiml import CallResult, approve_twiml, code_twiml, result_for_digits
+from mfa_radius.ports import ChallengeStore
 from mfa_radius.webhook import TOKEN_BYTES, WebhookServer
 from tests.support.clock import FakeClock
 from tests.support.ports import LOOPBACK, free_tcp_port
