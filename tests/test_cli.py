@@ -31,9 +31,10 @@ from mfa_radius import app, config
 from mfa_radius.adapters.aesgcm_keyring import Keyring
 from mfa_radius.adapters.argon2_primary import hash_password
 from mfa_radius.adapters.radius_client import RadiusClient
+from mfa_radius.adapters.redis_store import RedisChallengeStore
 from mfa_radius.adapters.sql_enrolments import SqlEnrolmentStore
 from mfa_radius.cli import cli
-from mfa_radius.core import otp
+from mfa_radius.core import limits, otp
 from mfa_radius.core.model import User
 from tests.support.ports import free_udp_port
 from tests.support.proxy import (
@@ -686,3 +687,39 @@ def _password_of(demo_output: str) -> str:
     """alice's password from the demo's ``user: alice  password: ...`` line."""
     line = next(line for line in demo_output.splitlines() if line.startswith("user: alice"))
     return line.split("password:", 1)[1].strip()
+
+
+class TestUnlock:
+    def test_unlock_clears_the_lockout_in_redis(self, tmp_path: Path, redis_url: str) -> None:
+        """`user unlock` removes the user's wrong-code counter and lockout from the store."""
+        cfg = write_config(tmp_path, store="redis", redis_url=redis_url)
+
+        async def lock() -> None:
+            store = RedisChallengeStore(url=redis_url)
+            try:
+                await store.count(limits.failures_key("pat"), 600)
+                await store.count(limits.lock_key("pat"), 600)
+            finally:
+                await store.close()
+
+        asyncio.run(lock())
+        result = _ok(["user", "unlock", "Pat", "-c", str(cfg.path)])
+        assert "user pat unlocked" in result.stdout
+
+        async def counts() -> tuple[int, int]:
+            store = RedisChallengeStore(url=redis_url)
+            try:
+                return (
+                    await store.peek_count(limits.failures_key("pat")),
+                    await store.peek_count(limits.lock_key("pat")),
+                )
+            finally:
+                await store.close()
+
+        assert asyncio.run(counts()) == (0, 0)
+
+    def test_unlock_explains_the_in_process_store(self, workdir: Path) -> None:
+        """With the memory store the command says why it cannot reach the running proxy."""
+        result = _invoke(["user", "unlock", "pat", "-c", CONFIG])
+        assert result.exit_code == 1
+        assert "in-process store" in result.stderr

@@ -255,6 +255,29 @@ class TestLimits:
         assert outcomes[2] == Reject(RejectReason.SEND_LIMITED)
         assert len(harness.sender.sent) == 2
 
+    @pytest.mark.parametrize(
+        "send_limits",
+        [
+            replace(NO_LIMITS, per_number=limits.Rate(1, 3600)),
+            replace(NO_LIMITS, per_region=limits.Rate(1, 3600)),
+            replace(NO_LIMITS, daily=1),
+        ],
+        ids=["per-number", "per-country", "daily"],
+    )
+    async def test_number_country_and_daily_limits_hold_across_users(
+        self,
+        enrolments: SqlEnrolmentStore,
+        store: ChallengeStore,
+        clock: FakeClock,
+        send_limits: limits.SendLimits,
+    ) -> None:
+        """Two users sharing a number and a country: the second text is over the limit."""
+        harness = Harness(enrolments, store, clock, send_limits)
+        await harness.challenge(user="pat")
+        outcome = await harness.login(user="alice")  # same number, same country
+        assert outcome == Reject(RejectReason.SEND_LIMITED)
+        assert len(harness.sender.sent) == 1
+
     async def test_disallowed_country_is_not_texted(self, harness: Harness) -> None:
         """A French number under allowed_countries = US is not a usable factor."""
         policy = replace(POLICY, allowed_regions=frozenset({"US"}))
