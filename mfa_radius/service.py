@@ -5,8 +5,9 @@ I/O between them through the ports. Every await has a deadline: a backend that h
 into the client's fail mode, never a silent NAS. Randomness (State values) is drawn here,
 from ``secrets``; ``core`` only formats and compares.
 
-Audit fields learnt on the way (user id, display name, factor, state id) are bound to the
-request's structlog context so that the server's ``request_finished`` line carries them.
+Audit fields learnt on the way (user id, display name, factor, state id, phone tail) go into
+the request's audit fields (``logs.note``) so that the server's ``request_finished`` line
+carries them. Text messages, calls, limits and the lockout are ``dispatch.PhoneFactors``'.
 """
 
 from __future__ import annotations
@@ -95,12 +96,11 @@ class NoPrimary:
 class _Progress:
     """What one request has established so far, for the fail-mode decision on a timeout."""
 
-    __slots__ = ("attributes", "ends", "identity", "primary_verified")
+    __slots__ = ("attributes", "ends", "primary_verified")
 
     def __init__(self, ends: float) -> None:
         self.primary_verified = False
         self.attributes: tuple[Attribute, ...] = ()
-        self.identity: Identity | None = None
         self.ends = ends
         """Loop time by which the answer must be decided."""
 
@@ -227,7 +227,6 @@ class Authenticator:
         if decided is not None:
             return decided
 
-        progress.identity = primary.identity
         try:
             user = await self._find_user(attempt.username)
         except (EnrolmentUnavailable, TimeoutError):
