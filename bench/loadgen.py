@@ -7,6 +7,14 @@ One login is two round trips, as a VPN gateway does them:
 2. Access-Request (Message-Authenticator, User-Name, User-Password = the current TOTP code,
    State) -> Access-Accept.
 
+**SMS mode** (``--codes-port``, the ``*-sms`` scenarios): round one makes the server text a
+code (to the Twilio fake, :mod:`bench.twilio_fake`); on the Access-Challenge the generator
+fetches that code from the fake (``GET /codes/<number>?since=<round one's start>``, pipelined
+on a few keep-alive connections per process by a small hand-made HTTP/1.1 client, a long
+poll should the text still be on its way) and sends it in round two. The fetch is part of the
+generator's CPU and of the login latency; its own latency is reported (``fetch p50/p99``).
+A user may log in again as soon as its previous login finished, never twice at once.
+
 Every reply is verified (Response Authenticator, RFC 2865 §3, and Message-Authenticator,
 RFC 3579 §3.2) before it counts; a reply that does not verify is counted as ``bad_reply`` and
 ignored, as a NAS would.
@@ -65,7 +73,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import uvloop
 
@@ -88,6 +96,8 @@ _TICK = 0.005
 """Seconds between scheduler ticks (open-loop starts, refills, timeout scan)."""
 _SOCKET_BUFFER = 4 * 1024 * 1024
 _TIME_STEP = 30
+_CODE_CONNECTIONS = 4
+"""Keep-alive connections per generator process to the Twilio fake (SMS mode)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +119,10 @@ class LoadSettings:
         time_step: the TOTP step of the enrolled tokens (seconds).
         min_step: no code is used for a step before this one (to follow an earlier run
             against the same server without replaying its codes).
+        codes_port: SMS mode when non-zero: round two sends the code the server texted,
+            fetched from the Twilio fake (:mod:`bench.twilio_fake`) on this loopback TCP
+            port, instead of a TOTP code; users then need a phone number and may log in
+            again as soon as their previous login finished.
     """
 
     host: str
@@ -124,6 +138,7 @@ class LoadSettings:
     retries: int = 2
     time_step: int = _TIME_STEP
     min_step: int = 0
+    codes_port: int = 0
 
 
 @dataclass(slots=True)
@@ -152,6 +167,10 @@ class Counts:
     replies_window: int = 0
     first_step: int = 0
     last_step: int = 0
+    code_fetches: int = 0
+    code_refetches: int = 0
+    code_timeouts: int = 0
+    code_errors: int = 0
 
 
 @dataclass(slots=True)
@@ -165,6 +184,7 @@ class ProcessResult:
     cpu_seconds: float
     window_seconds: float
     users: int
+    fetch_ms: array.array[float] = field(default_factory=lambda: array.array("d"))
 
 
 @dataclass(slots=True)
@@ -174,6 +194,7 @@ class _User:
     name_attr: bytes
     password: bytes
     secret: bytes
+    phone: bytes = b""
     last_step: int = -1
     busy: bool = False
 
@@ -192,18 +213,31 @@ class _Login:
     authenticator: bytes = b""
     packet: bytes = b""
     tries: int = 0
+    state: bytes | None = None
+    fetching: bool = False
+    fetch_started: float = 0.0
+    texted_after_ns: int = 0
 
 
-def read_users(path: Path) -> list[tuple[str, str, bytes]]:
-    """Read ``username,password,base32 secret`` lines (no header)."""
-    out: list[tuple[str, str, bytes]] = []
+def read_users(path: Path) -> list[tuple[str, str, bytes, str]]:
+    """Read ``username,password,base32 secret[,phone]`` lines (no header).
+
+    The SMS scenarios' users have a phone (E.164) and no TOTP secret (an empty column).
+    """
+    out: list[tuple[str, str, bytes, str]] = []
     with path.open(encoding="utf-8", newline="") as handle:
         for row in csv.reader(handle):
             if not row or row[0].startswith("#"):
                 continue
             name, password, secret = row[0], row[1], row[2]
+            phone = row[3] if len(row) > 3 else ""
             out.append(
-                (name, password, base64.b32decode(secret.upper() + "=" * (-len(secret) % 8)))
+                (
+                    name,
+                    password,
+                    base64.b32decode(secret.upper() + "=" * (-len(secret) % 8)),
+                    phone,
+                )
             )
     return out
 
@@ -256,6 +290,66 @@ def cpu_seconds(pid: int | str = "self") -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class _CodeConnection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection to the Twilio fake, requests pipelined.
+
+    A hand-made client rather than aiohttp's: one ``write`` per fetch and a few byte
+    searches per answer, no task, future or header object per login. Answers come back in
+    request order (HTTP/1.1 pipelining), so each is matched to the oldest waiting login.
+    """
+
+    def __init__(self, generator: Generator) -> None:
+        self.generator = generator
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiting: deque[_Login] = deque()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def fetch(self, login: _Login, wait: float) -> None:
+        """Ask for the code texted to ``login``'s user since its round one began."""
+        if self.transport is None:
+            raise ConnectionError("the connection to the Twilio fake is closed")
+        self.transport.write(
+            b"GET /codes/%s?since=%d&wait=%.3f HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            % (login.user.phone, login.texted_after_ns, wait)
+        )
+        self.waiting.append(login)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buf[:end]).lower()
+            start = head.find(b"\r\ncontent-length:")
+            length = 0
+            if start >= 0:
+                stop = head.find(b"\r\n", start + 2)
+                length = int(head[start + 17 : stop if stop >= 0 else len(head)])
+            total = end + 4 + length
+            if len(buf) < total:
+                return
+            status = int(head[9:12])
+            body = bytes(buf[end + 4 : total])
+            del buf[:total]
+            if not self.waiting:
+                self.generator.counts.code_errors += 1
+                continue
+            self.generator.on_code(self.waiting.popleft(), status, body)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.generator.closed:
+            return
+        waiting, self.waiting = self.waiting, deque()
+        for login in waiting:
+            self.generator.on_code(login, 0, b"")
+
+
 class Generator:
     """One process's share of the load: its users, sockets and logins in flight.
 
@@ -269,7 +363,7 @@ class Generator:
     def __init__(
         self,
         settings: LoadSettings,
-        users: Sequence[tuple[str, str, bytes]],
+        users: Sequence[tuple[str, str, bytes, str]],
         *,
         concurrency: int,
         rate: float,
@@ -278,13 +372,17 @@ class Generator:
         self.secret = settings.secret
         self.concurrency = max(1, concurrency)
         self.rate = rate
+        self.sms = bool(settings.codes_port)
+        if self.sms and not all(phone for *_, phone in users):
+            raise ValueError("SMS mode needs a phone number for every user (users CSV column 4)")
         self.users: deque[_User] = deque(
             _User(
                 name_attr=bytes((_USER_NAME, len(n.encode()) + 2)) + n.encode(),
                 password=p.encode(),
                 secret=s,
+                phone=phone.encode("ascii"),
             )
-            for n, p, s in users
+            for n, p, s, phone in users
         )
         self.user_count = len(self.users)
         sockets = math.ceil(self.concurrency / _IDS_PER_SOCKET)
@@ -306,6 +404,11 @@ class Generator:
         self.login_ms: array.array[float] = array.array("d")
         self.round1_ms: array.array[float] = array.array("d")
         self.round2_ms: array.array[float] = array.array("d")
+        self.fetch_ms: array.array[float] = array.array("d")
+        self.code_conns: list[_CodeConnection] = []
+        self.next_conn = 0
+        self.fetch_budget = settings.timeout * (settings.retries + 1)
+        self.closed = False
         self.window_start = 0.0
         self.window_end = 0.0
         self.stopping = False
@@ -322,7 +425,9 @@ class Generator:
         if step < self.settings.min_step or not self.users:
             return None
         user = self.users[0]
-        if user.busy or user.last_step >= step:
+        # A texted code is good for its own challenge only: an SMS user may log in again as
+        # soon as the last login finished (never twice at once: codes are looked up by number).
+        if user.busy or (not self.sms and user.last_step >= step):
             return None
         self.users.rotate(-1)
         return user
@@ -353,6 +458,8 @@ class Generator:
                 break
             sock, ident = slot
             login = _Login(user=user, sock=sock, ident=ident, started=now)
+            if self.sms:
+                login.texted_after_ns = time.monotonic_ns()
             user.busy = True
             self.slots[sock][ident] = login
             self.in_flight += 1
@@ -361,11 +468,16 @@ class Generator:
             started += 1
         return started
 
-    def _send_round(self, login: _Login, state: bytes | None, now: float) -> None:
+    def _send_round(
+        self, login: _Login, state: bytes | None, now: float, code: bytes | None = None
+    ) -> None:
         user = login.user
         if state is None:
             login.round = 1
             password = user.password
+        elif code is not None:
+            login.round = 2
+            password = code
         else:
             login.round = 2
             step = self._step(time.time())
@@ -394,6 +506,7 @@ class Generator:
 
     def _finish(self, login: _Login) -> None:
         login.user.busy = False
+        login.fetching = False
         self.slots[login.sock][login.ident] = None
         self.free[login.sock].append(login.ident)
         self.in_flight -= 1
@@ -445,6 +558,14 @@ class Generator:
                         continue
                     if in_window:
                         self.round1_ms.append(round_ms)
+                    if self.sms:
+                        login.state = state
+                        login.fetch_started = now
+                        if not self._fetch(login, now):
+                            self.counts.code_errors += 1
+                            self._finish(login)
+                            completed += 1
+                        continue
                     self._send_round(login, state, now)
                     continue
                 if code == _REJECT:
@@ -468,6 +589,54 @@ class Generator:
         if completed and not self.rate and not self.stopping:
             self.start_logins(completed, time.perf_counter())
 
+    # -- texted codes (SMS mode) ------------------------------------------------------------
+
+    async def open_code_connections(self, count: int) -> None:
+        """Open ``count`` keep-alive connections to the Twilio fake."""
+        loop = asyncio.get_running_loop()
+        for _ in range(count):
+            _, conn = await loop.create_connection(
+                lambda: _CodeConnection(self), "127.0.0.1", self.settings.codes_port
+            )
+            self.code_conns.append(conn)
+
+    def _fetch(self, login: _Login, now: float) -> bool:
+        """Ask the fake for ``login``'s code (long poll); False when no connection is left."""
+        for _ in range(len(self.code_conns)):
+            conn = self.code_conns[self.next_conn]
+            self.next_conn = (self.next_conn + 1) % len(self.code_conns)
+            if conn.transport is not None:
+                remaining = self.fetch_budget - (now - login.fetch_started)
+                conn.fetch(login, max(0.05, min(self.settings.timeout, remaining)))
+                login.fetching = True
+                return True
+        return False
+
+    def on_code(self, login: _Login, status: int, body: bytes) -> None:
+        """The fake's answer for ``login``: send round two, poll again, or give up."""
+        if not login.fetching or self.slots[login.sock][login.ident] is not login:
+            return  # the login gave up meanwhile (its budget ran out)
+        now = time.perf_counter()
+        login.fetching = False
+        if status == 200 and body.isdigit():
+            self.counts.code_fetches += 1
+            if self.window_start <= now < self.window_end:
+                self.fetch_ms.append((now - login.fetch_started) * 1000.0)
+            self._send_round(login, login.state, now, code=body)
+            return
+        if status == 404 and now - login.fetch_started < self.fetch_budget:
+            self.counts.code_refetches += 1
+            if self._fetch(login, now):
+                return
+        if status == 404:
+            self.counts.code_timeouts += 1
+            self.counts.timeouts += 1
+        else:
+            self.counts.code_errors += 1
+        self._finish(login)
+        if not self.rate and not self.stopping:
+            self.start_logins(1, now)
+
     # -- timers ---------------------------------------------------------------------------
 
     def check_timeouts(self, now: float) -> None:
@@ -475,7 +644,16 @@ class Generator:
         deadline = now - self.settings.timeout
         for slots in self.slots:
             for login in slots:
-                if login is None or login.sent_at > deadline:
+                if login is None:
+                    continue
+                if login.fetching:
+                    # Waiting for a texted code: no retransmission, but a bounded wait.
+                    if now - login.fetch_started > self.fetch_budget + 1.0:
+                        self.counts.code_timeouts += 1
+                        self.counts.timeouts += 1
+                        self._finish(login)
+                    continue
+                if login.sent_at > deadline:
                     continue
                 if login.tries > self.settings.retries:
                     self.counts.timeouts += 1
@@ -493,6 +671,10 @@ class Generator:
         self.window_start = start_at + s.warmup
         self.window_end = self.window_start + s.duration
         drain_end = self.window_end + s.timeout * (s.retries + 1) + 0.5
+        if self.sms:
+            # The fetch is a second wait inside a login: allow for it in the drain.
+            drain_end += self.fetch_budget + 1.0
+            await self.open_code_connections(_CODE_CONNECTIONS)
         await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
         cpu_start = cpu_end = 0.0
         measuring = False
@@ -522,9 +704,13 @@ class Generator:
                 last_scan = now
             await asyncio.sleep(_TICK)
         self.counts.unfinished = self.in_flight
+        self.closed = True
         for sock in self.socks:
             loop.remove_reader(sock.fileno())
             sock.close()
+        for conn in self.code_conns:
+            if conn.transport is not None:
+                conn.transport.close()
         return ProcessResult(
             counts=self.counts,
             login_ms=self.login_ms,
@@ -533,6 +719,7 @@ class Generator:
             cpu_seconds=cpu_end - cpu_start,
             window_seconds=s.duration,
             users=self.user_count,
+            fetch_ms=self.fetch_ms,
         )
 
 
@@ -580,6 +767,10 @@ class RunReport:
     other_cpu_pct: dict[str, float]
     counts: dict[str, int]
     errors: list[str] = field(default_factory=list)
+    fetch_p50_ms: float = math.nan
+    fetch_p99_ms: float = math.nan
+    other_rates: dict[str, float] = field(default_factory=dict)
+    """Per-second rates of ``run_load``'s ``rate_sources`` over the window (``texts``...)."""
 
     def ok(self) -> bool:
         """No reject, timeout, bad reply or unfinished login, and no process failed."""
@@ -594,6 +785,8 @@ class RunReport:
                 "timeouts",
                 "bad_replies",
                 "unfinished",
+                "code_timeouts",
+                "code_errors",
             )
         )
 
@@ -611,6 +804,7 @@ def run_load(
     *,
     server_pid: int | None = None,
     other_pids: dict[str, int] | None = None,
+    rate_sources: dict[str, Callable[[], float]] | None = None,
 ) -> RunReport:
     """Run the generator processes and merge their results.
 
@@ -618,6 +812,8 @@ def run_load(
         settings: the run.
         server_pid: the server process whose CPU share to report.
         other_pids: more processes to report (``redis`` ...), by name.
+        rate_sources: counters read at both edges of the measured window, reported per
+            second by name (the Twilio fake's messages ...).
 
     Returns:
         The merged report.
@@ -654,10 +850,13 @@ def run_load(
             watched["server"] = server_pid
             # The event loop's thread alone: the rest is worker threads (SQLite, argon2).
             watched["server_main_thread"] = f"{server_pid}/task/{server_pid}"
+        sources = rate_sources or {}
         cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+        counters_before = {name: read() for name, read in sources.items()}
         wall_before = time.perf_counter()
         time.sleep(max(0.0, window_start + settings.duration - time.perf_counter()))
         cpu_after = {name: cpu_seconds(pid) for name, pid in watched.items()}
+        counters_after = {name: read() for name, read in sources.items()}
         wall = time.perf_counter() - wall_before
         results: list[ProcessResult] = []
         budget = settings.timeout * (settings.retries + 1) + 30.0
@@ -677,7 +876,8 @@ def run_load(
         for pipe in pipes:
             pipe.close()
     shares = {name: 100.0 * (cpu_after[name] - cpu_before[name]) / wall for name in watched}
-    return merge(settings, results, shares, errors)
+    rates = {name: (counters_after[name] - counters_before[name]) / wall for name in sources}
+    return merge(settings, results, shares, errors, rates)
 
 
 def merge(
@@ -685,10 +885,12 @@ def merge(
     results: list[ProcessResult],
     shares: dict[str, float],
     errors: list[str],
+    rates: dict[str, float] | None = None,
 ) -> RunReport:
     """Sum the counters and pool the latency samples of every process."""
     total = Counts()
     logins: list[float] = []
+    fetches: list[float] = []
     round1: list[float] = []
     round2: list[float] = []
     generator_cpu = 0.0
@@ -705,11 +907,13 @@ def merge(
         logins.extend(r.login_ms)
         round1.extend(r.round1_ms)
         round2.extend(r.round2_ms)
+        fetches.extend(r.fetch_ms)
         generator_cpu += r.cpu_seconds
         users += r.users
     logins.sort()
     round1.sort()
     round2.sort()
+    fetches.sort()
     d = settings.duration
     server = shares.pop("server", None)
     main_thread = shares.pop("server_main_thread", None)
@@ -736,6 +940,9 @@ def merge(
         other_cpu_pct=shares,
         counts=asdict(total),
         errors=errors,
+        fetch_p50_ms=percentile(fetches, 50),
+        fetch_p99_ms=percentile(fetches, 99),
+        other_rates=dict(rates or {}),
     )
 
 
@@ -757,6 +964,8 @@ def table_row(scenario: str, report: RunReport) -> str:
         else f"max (closed, {report.concurrency} in flight)"
     )
     other = ", ".join(f"{k} {v:.0f}" for k, v in report.other_cpu_pct.items()) or "-"
+    if report.other_rates:
+        other += "; " + ", ".join(f"{k} {v:,.0f}/s" for k, v in report.other_rates.items())
     server = "-"
     if report.server_cpu_pct is not None:
         server = f"{report.server_cpu_pct:.0f} ({report.server_main_thread_cpu_pct or 0:.0f})"
@@ -802,6 +1011,9 @@ def main(argv: list[str] | None = None, *, emit: Callable[[str], None] = print) 
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds per try")
     parser.add_argument("--retries", type=int, default=2)
     parser.add_argument("--min-step", type=int, default=0, help="first TOTP step to use")
+    parser.add_argument(
+        "--codes-port", type=int, default=0, help="SMS mode: the Twilio fake's TCP port"
+    )
     parser.add_argument("--server-pid", type=int, help="report this process's CPU share")
     parser.add_argument(
         "--watch-pid", type=_pid_pair, action="append", default=[], help="NAME=PID, repeatable"
@@ -823,6 +1035,7 @@ def main(argv: list[str] | None = None, *, emit: Callable[[str], None] = print) 
         timeout=args.timeout,
         retries=args.retries,
         min_step=args.min_step,
+        codes_port=args.codes_port,
     )
     report = run_load(settings, server_pid=args.server_pid, other_pids=dict(args.watch_pid))
     emit(TABLE_HEADER)

@@ -3,7 +3,12 @@
 One scenario is a store (``memory``: in-process; ``redis``: a private redis-server on a free
 loopback port) and a primary (``none``: the NAS checked the password; ``local``: argon2id in
 the proxy; ``upstream``: a private FreeRADIUS on a free loopback port checks it,
-:mod:`bench.freeradius`). The runner
+:mod:`bench.freeradius`), or ``sms``: primary ``none`` and the second factor a code the
+proxy texts through the real twilio SDK to a local Twilio fake (:mod:`bench.twilio_fake`, its
+own process, whose CPU share and messages/s are reported); the generator fetches each
+texted code from the fake and sends it in round two. The send limits of ``[limits]`` are
+raised far above the production defaults in that scenario (no cool-down, a million sends
+per user and number an hour), or they, not the proxy, would set the rate. The runner
 
 1. writes a proxy configuration listening on 127.0.0.1 (a free port), with the production
    defaults that cost CPU left on: the JSON ``request_finished`` audit line per request at
@@ -24,6 +29,7 @@ Usage::
 
     python -m bench.run --scenario memory-none --duration 20 --users 100000 [--rate N]
     python -m bench.run --scenario redis-upstream --duration 20 --users 100000
+    python -m bench.run --scenario memory-sms --duration 20 --users 100000
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import http.client
 import json
 import os
 import shutil
@@ -64,24 +71,77 @@ SCENARIOS = (
     "redis-none",
     "redis-local",
     "redis-upstream",
+    "memory-sms",
+    "redis-sms",
 )
+TWILIO_ACCOUNT = "AC" + "be4c" * 8  # the fake's only account (not a real one)
+TWILIO_TOKEN = "bench-twilio-auth-token-0123456789"  # a loopback benchmark's fake token
+SMS_SENDER = "+12025550143"
+SMS_LIMITS = """[limits]
+# Raised for the benchmark: the production defaults (5 sends per user an hour, a 20 s
+# cool-down, 10,000 a day) would cap the rate long before the proxy does.
+user_sends = 1000000
+user_window = 3600.0
+number_sends = 1000000
+number_window = 3600.0
+country_sends = 1000000000
+country_window = 3600.0
+daily_sends = 1000000000
+cooldown = 0.0
+"""
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """A store and a primary backend."""
+    """A store, a primary backend and the second factor (``totp`` or ``sms``)."""
 
     name: str
     store: str
     primary: str
+    factor: str = "totp"
 
 
 def parse_scenario(name: str) -> Scenario:
-    """``memory-none`` -> Scenario(store="memory", primary="none")."""
+    """``memory-none`` -> Scenario(store="memory", primary="none", factor="totp").
+
+    ``memory-sms`` -> Scenario(store="memory", primary="none", factor="sms").
+    """
     store, _, primary = name.partition("-")
+    if primary == "sms":
+        return Scenario(name=name, store=store, primary="none", factor="sms")
     return Scenario(name=name, store=store, primary=primary)
+
+
+@dataclass(frozen=True, slots=True)
+class TwilioFake:
+    """The running Twilio fake (:mod:`bench.twilio_fake`)."""
+
+    port: int
+    pid: int
+
+    @property
+    def base_url(self) -> str:
+        """What the proxy's ``[twilio] api_base_url`` is set to."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def stats(self) -> dict[str, int]:
+        """The fake's counters (``GET /stats``)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2.0)
+        try:
+            conn.request("GET", "/stats")
+            response = conn.getresponse()
+            if response.status != 200:
+                raise RuntimeError(f"the Twilio fake answered /stats with {response.status}")
+            data: dict[str, int] = json.loads(response.read())
+        finally:
+            conn.close()
+        return data
+
+    def messages(self) -> float:
+        """Messages received so far (a rate source for :func:`loadgen.run_load`)."""
+        return float(self.stats()["messages"])
 
 
 def free_port(kind: socket.SocketKind) -> int:
@@ -103,6 +163,21 @@ require_message_authenticator = true
 """
 
 
+def sms_sections(directory: Path, twilio: TwilioFake) -> str:
+    """``[twilio]``, ``[delivery]`` and the raised ``[limits]`` of the ``sms`` scenarios."""
+    (directory / "twilio.token").write_text(TWILIO_TOKEN + "\n", encoding="utf-8")
+    return f"""[twilio]
+account_sid = "{TWILIO_ACCOUNT}"
+auth_token_file = "twilio.token"
+api_base_url = "{twilio.base_url}"
+
+[delivery]
+sender = "twilio"
+timeout = 3.0
+
+{SMS_LIMITS}"""
+
+
 def write_config(
     directory: Path,
     *,
@@ -111,13 +186,17 @@ def write_config(
     redis_url: str,
     log_level: str,
     home: freeradius.FreeRadius | None = None,
+    twilio: TwilioFake | None = None,
 ) -> Path:
     """Write the proxy configuration of a scenario (the key file is kept across runs).
 
-    ``home`` is the upstream FreeRADIUS, required by the ``upstream`` primary.
+    ``home`` is the upstream FreeRADIUS, required by the ``upstream`` primary; ``twilio``
+    the Twilio fake, required by the ``sms`` factor.
     """
     if (scenario.primary == "upstream") != (home is not None):
         raise ValueError("the upstream primary needs a home server, and only it")
+    if (scenario.factor == "sms") != (twilio is not None):
+        raise ValueError("the sms factor needs the Twilio fake, and only it")
     directory.mkdir(parents=True, exist_ok=True)
     key_file = directory / "enrolment.key"
     if not key_file.exists():
@@ -125,6 +204,10 @@ def write_config(
     redis = f'[redis]\nurl = "{redis_url}"\n' if scenario.store == "redis" else ""
     upstream = home_server_section(home) if home is not None else ""
     decision = f'mode = "challenge"\nprimary = "{scenario.primary}"\nresponse_window = 5.0\n'
+    sms = ""
+    if twilio is not None:
+        decision += f'factors = ["sms"]\nsms_sender = "{SMS_SENDER}"\norganisation = "Bench Corp"\n'
+        sms = sms_sections(directory, twilio)
     if "profile" in config.Config.model_fields:
         # Decision settings live in a [profile.NAME] section that clients name.
         client_decision, profile = 'profile = "bench"\n', f"[profile.bench]\n{decision}"
@@ -147,6 +230,7 @@ backend = "{scenario.store}"
 
 {redis}
 {upstream}
+{sms}
 [enrolment]
 database = "sqlite:///enrolment.db"
 key_file = "enrolment.key"
@@ -217,6 +301,48 @@ def redis_server(directory: Path) -> Iterator[tuple[str, int]]:
 
 
 @contextlib.contextmanager
+def twilio_fake(directory: Path, lifetime: float) -> Iterator[TwilioFake]:
+    """The Twilio fake as its own process on a free loopback port (it binds port 0).
+
+    ``lifetime`` bounds it should the runner die without stopping it (it also exits when
+    its parent goes away).
+    """
+    token_file = directory / "twilio.token"
+    token_file.write_text(TWILIO_TOKEN + "\n", encoding="utf-8")
+    port_file = directory / "twilio.port"
+    port_file.unlink(missing_ok=True)
+    log = (directory / "twilio.log").open("ab")
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "bench.twilio_fake"),
+            *("--account-sid", TWILIO_ACCOUNT, "--auth-token-file", str(token_file)),
+            *("--port-file", str(port_file), "--lifetime", str(int(lifetime))),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    try:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the Twilio fake exited: see {directory / 'twilio.log'}")
+            if not port_file.exists():
+                return False
+            fake = TwilioFake(port=int(port_file.read_text(encoding="ascii")), pid=proc.pid)
+            try:
+                fake.stats()
+            except OSError:
+                return False
+            return True
+
+        _wait_for(ready, 15, "the Twilio fake did not start")
+        yield TwilioFake(port=int(port_file.read_text(encoding="ascii")), pid=proc.pid)
+    finally:
+        _stop(proc)
+
+
+@contextlib.contextmanager
 def proxy(config_path: Path, log_path: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
     """``python -m mfa_radius serve`` with its output (the audit log) in ``log_path``.
 
@@ -276,13 +402,21 @@ def server_counters(log_path: Path) -> dict[str, Any]:
     return {"counters": counters, "log_lines": lines, "log_bytes": size}
 
 
-def check_csv_password(users_csv: Path, password: str) -> None:
-    """Fail early when a reused users CSV carries another password than the primary checks."""
+def check_csv_password(users_csv: Path, password: str, *, phones: bool = False) -> None:
+    """Fail early when a reused users CSV carries another password than the primary checks.
+
+    With ``phones`` the users must also have a phone number (the ``sms`` scenarios).
+    """
     with users_csv.open(encoding="utf-8", newline="") as handle:
         first = next(csv.reader(handle), None)
     if first is None or first[1] != password:
         raise RuntimeError(
             f"{users_csv}: the users' password is not the one the primary expects; "
+            "delete the scenario's working folder to recreate the users"
+        )
+    if phones and (len(first) < 4 or not first[3]):
+        raise RuntimeError(
+            f"{users_csv}: the users have no phone number; "
             "delete the scenario's working folder to recreate the users"
         )
 
@@ -369,6 +503,16 @@ def main(argv: list[str] | None = None) -> int:
             watch["freeradius"] = home.pid
             password = freeradius.PASSWORD
             extra["freeradius_log"] = str(home.log_path)
+        sms = scenario.factor == "sms"
+        twilio = None
+        rate_sources: dict[str, Any] = {}
+        if sms:
+            budget = 600.0 + 3 * (args.warmup + args.duration + 30.0)
+            twilio = stack.enter_context(twilio_fake(work, budget))
+            watch["twilio"] = twilio.pid
+            rate_sources["texts"] = twilio.messages
+            extra["limits"] = "raised for the benchmark (see SMS_LIMITS in bench/run.py)"
+            print("sms: [limits] raised for the benchmark (no cool-down, 1e6 sends/user/hour)")
         port = free_port(socket.SOCK_DGRAM)
         config_path = write_config(
             work,
@@ -377,9 +521,10 @@ def main(argv: list[str] | None = None) -> int:
             redis_url=redis_url,
             log_level=args.log_level,
             home=home,
+            twilio=twilio,
         )
-        setup = create_users(config_path, args.users, users_csv, password=password)
-        check_csv_password(users_csv, password)
+        setup = create_users(config_path, args.users, users_csv, password=password, phones=sms)
+        check_csv_password(users_csv, password, phones=sms)
         print(f"users: {setup.users} ({setup.created} created in {setup.seconds:.1f} s)")
         extra["setup_seconds"] = round(setup.seconds, 2)
         log_path = work / "server.log"
@@ -397,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
                 rate=rate,
                 processes=args.processes,
                 min_step=min_step,
+                codes_port=twilio.port if twilio is not None else 0,
             )
 
         last_step = 0
@@ -411,9 +557,15 @@ def main(argv: list[str] | None = None) -> int:
                     raw,
                     gil_only=args.profile == "gil",
                 )
-            report = loadgen.run_load(settings(0.0, 0), server_pid=server.pid, other_pids=watch)
+            report = loadgen.run_load(
+                settings(0.0, 0),
+                server_pid=server.pid,
+                other_pids=watch,
+                rate_sources=rate_sources,
+            )
             reports.append(("max", report))
-            last_step = report.counts["last_step"]
+            # A texted code is good for its own challenge only: no TOTP step to wait for.
+            last_step = 0 if sms else report.counts["last_step"]
             half_rate = round(report.logins_per_s / 2)
             if profiler is not None:
                 profiler.wait(timeout=args.duration + 60)
@@ -429,6 +581,7 @@ def main(argv: list[str] | None = None) -> int:
                 settings(float(half_rate), last_step + 1 if last_step else 0),
                 server_pid=server.pid,
                 other_pids=watch,
+                rate_sources=rate_sources,
             )
             reports.append(("open", report))
     extra.update(server_counters(log_path))
@@ -437,6 +590,16 @@ def main(argv: list[str] | None = None) -> int:
     print(loadgen.TABLE_HEADER)
     for _, report in reports:
         print(loadgen.table_row(label, report))
+        if sms:
+            c = report.counts
+            print(
+                f"  sms: texts {report.other_rates.get('texts', 0.0):,.0f}/s, twilio fake CPU "
+                f"{report.other_cpu_pct.get('twilio', 0.0):.0f}%, code fetch p50/p99 "
+                f"{report.fetch_p50_ms:.2f} / {report.fetch_p99_ms:.2f} ms "
+                f"(in the generator's CPU), fetches {c['code_fetches']:,}, "
+                f"re-polls {c['code_refetches']}, fetch timeouts {c['code_timeouts']}, "
+                f"fetch errors {c['code_errors']}"
+            )
         if not report.ok():
             status = 1
             print(f"  counts: {json.dumps(report.counts)} errors: {report.errors}")

@@ -14,9 +14,14 @@ Every user gets the same password and the same argon2id hash: hashing costs tens
 milliseconds per user (100,000 users: over an hour), while a verify costs the same whatever
 the hash, which is all the ``local`` primary benchmark needs.
 
+With ``phones`` (the ``*-sms`` scenarios, ``--phones``) each user instead gets its own valid
+E.164 number (:func:`phone_number`: +1 415 2xx xxxx, a million valid US numbers, each checked
+with ``phonenumbers.is_valid_number``) in ``users.phone`` and no TOTP token, and the CSV gains
+the number as a fourth column (the TOTP secret column is left empty).
+
 Usage::
 
-    python -m bench.setup_users -c radius.conf --users 100000 --out users.csv
+    python -m bench.setup_users -c radius.conf --users 100000 --out users.csv [--phones]
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -53,6 +59,9 @@ BATCH = 5_000
 DEFAULT_PASSWORD = "bench-password-1"
 """The primary password of every benchmark user."""
 
+MAX_PHONE_USERS = 1_000_000
+"""How many distinct numbers :func:`phone_number` has."""
+
 
 @dataclass(frozen=True, slots=True)
 class SetupResult:
@@ -72,6 +81,21 @@ class SetupResult:
 def username(index: int) -> str:
     """The login name of benchmark user ``index`` (lower case: the proxy folds case)."""
     return f"bench{index:07d}"
+
+
+def phone_number(index: int) -> str:
+    """The E.164 number of benchmark user ``index``: +1 415 2xx xxxx (San Francisco).
+
+    Raises:
+        ValueError: ``index`` is out of range, or phonenumbers does not accept the number
+            (the proxy would refuse to text it).
+    """
+    if not 0 <= index < MAX_PHONE_USERS:
+        raise ValueError(f"only {MAX_PHONE_USERS} benchmark phone numbers exist")
+    number = f"+14152{index:06d}"
+    if not phonenumbers.is_valid_number(phonenumbers.parse(number)):
+        raise ValueError(f"{number} is not a valid number for phonenumbers")
+    return number
 
 
 async def _existing_count(store_url: str) -> int:
@@ -110,7 +134,12 @@ async def _insert(
 
 
 def create_users(
-    config_path: Path, count: int, csv_path: Path, *, password: str = DEFAULT_PASSWORD
+    config_path: Path,
+    count: int,
+    csv_path: Path,
+    *,
+    password: str = DEFAULT_PASSWORD,
+    phones: bool = False,
 ) -> SetupResult:
     """Enrol ``count`` users (TOTP token and local password each) and write the users CSV.
 
@@ -124,6 +153,8 @@ def create_users(
         count: how many users the CSV must list.
         csv_path: where to write ``username,password,base32 secret`` lines.
         password: every user's primary password.
+        phones: give each user its own phone number (:func:`phone_number`) instead of a
+            TOTP token; the CSV lines become ``username,password,,phone``.
 
     Returns:
         What was done and how long it took.
@@ -154,23 +185,28 @@ def create_users(
     user_rows: list[dict[str, Any]] = []
     token_rows: list[dict[str, Any]] = []
     password_rows: list[dict[str, Any]] = []
-    lines: list[tuple[str, str, str]] = []
+    lines: list[tuple[str, ...]] = []
     for index in range(count):
         name = username(index)
         user_id = str(uuid.uuid4())
         token_id = str(uuid.uuid4())
-        secret = secrets.token_bytes(20)
+        phone = phone_number(index) if phones else ""
         user_rows.append(
             {
                 "id": user_id,
                 "username": name,
                 "display_name": f"Bench User {index}",
                 "email": f"{name}@example.org",
-                "phone": "",
+                "phone": phone,
                 "disabled": False,
                 "created_at": now,
             }
         )
+        password_rows.append({"user_id": user_id, "hash": password_hash, "updated_at": now})
+        if phones:
+            lines.append((name, password, "", phone))
+            continue
+        secret = secrets.token_bytes(20)
         token_rows.append(
             {
                 "id": token_id,
@@ -184,15 +220,17 @@ def create_users(
                 "created_at": now,
             }
         )
-        password_rows.append({"user_id": user_id, "hash": password_hash, "updated_at": now})
         lines.append((name, password, base64.b32encode(secret).decode("ascii")))
     asyncio.run(_insert(url, (user_rows, token_rows, password_rows)))
     write_users_csv(csv_path, lines)
     return SetupResult(users=count, created=count, seconds=time.perf_counter() - started)
 
 
-def write_users_csv(path: Path, lines: list[tuple[str, str, str]]) -> None:
-    """Write the users file the load generator reads (``username,password,base32 secret``)."""
+def write_users_csv(path: Path, lines: list[tuple[str, ...]]) -> None:
+    """Write the users file the load generator reads (``username,password,base32 secret``).
+
+    SMS users' lines are ``username,password,,phone`` (no TOTP secret).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as handle:
         csv.writer(handle).writerows(lines)
@@ -205,8 +243,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--users", type=int, default=100_000, help="how many users")
     parser.add_argument("--out", type=Path, required=True, help="users CSV to write")
     parser.add_argument("--password", default=DEFAULT_PASSWORD, help="every user's password")
+    parser.add_argument(
+        "--phones", action="store_true", help="a phone number per user instead of a TOTP token"
+    )
     args = parser.parse_args(argv)
-    result = create_users(args.config, args.users, args.out, password=args.password)
+    result = create_users(
+        args.config, args.users, args.out, password=args.password, phones=args.phones
+    )
     print(
         f"{result.users} users in {args.out} ({result.created} created) in {result.seconds:.1f} s"
     )
