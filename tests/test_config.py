@@ -196,3 +196,32 @@ class TestFiles:
         """A relative SQLite path lands beside the config file."""
         path = _write(tmp_path, MINIMAL + '[enrolment]\ndatabase = "sqlite:///db/e.db"\n')
         assert config.load(path).database_path() == tmp_path / "db" / "e.db"
+
+
+class TestDeadlineWarnings:
+    def test_warns_when_fail_over_cannot_fit_in_the_window(self, tmp_path: Path) -> None:
+        """Two home servers of 4 s each cannot both be tried within a 5 s window."""
+        text = MINIMAL + '[profile.default]\nprimary = "upstream"\nresponse_window = 5.0\n'
+        for name in ("nps1", "nps2"):
+            text += (
+                f'[[home_server]]\nname = "{name}"\nipaddr = "127.0.0.1"\n'
+                f'secret = "{SECRET}"\nresponse_window = 4.0\n'
+            )
+        warnings = config.deadline_warnings(config.load(_write(tmp_path, text)).config)
+        assert len(warnings) == 1
+        assert warnings[0].startswith("profile.default.response_window: 5 s cannot cover")
+
+    def test_no_warning_when_everything_fits(self, tmp_path: Path) -> None:
+        """The defaults fit in the default window."""
+        assert config.deadline_warnings(config.load(_write(tmp_path, MINIMAL)).config) == []
+
+    def test_warns_when_ldap_timeouts_exceed_the_window(self, tmp_path: Path) -> None:
+        """LDAP connect plus two operations over two servers exceed a 10 s window."""
+        (tmp_path / "pw").write_text("x\n")
+        text = MINIMAL + '[profile.default]\nprimary = "ldap"\n'
+        text += (
+            '[ldap]\nserver = ["ldaps://a:636", "ldaps://b:636"]\nbind_dn = "cn=svc"\n'
+            'bind_password_file = "pw"\nbase_dn = "dc=x"\n'
+        )
+        warnings = config.deadline_warnings(config.load(_write(tmp_path, text)).config)
+        assert any("LDAP deadlines" in w for w in warnings)
