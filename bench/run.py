@@ -57,8 +57,6 @@ from bench import profile as profile_summary
 from bench.setup_users import DEFAULT_PASSWORD, create_users
 from mfa_radius import config
 from mfa_radius.adapters.aesgcm_keyring import Keyring
-from mfa_radius.radius import codec
-from mfa_radius.radius.packet import Code
 
 RESULTS = Path(__file__).resolve().parent / "results"
 """Where results and the scenarios' working folders go (git-ignored)."""
@@ -363,7 +361,7 @@ def proxy(config_path: Path, log_path: Path, port: int) -> Iterator[subprocess.P
     def started() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"the proxy exited: {log_path.read_text()[-3000:]}")
-        return status_server_answers(port)
+        return freeradius.status_server_answers(port, SECRET)
 
     try:
         _wait_for(started, START_TIMEOUT, "the proxy did not start")
@@ -372,20 +370,6 @@ def proxy(config_path: Path, log_path: Path, port: int) -> Iterator[subprocess.P
         code = _stop(proc)
         if code not in (0, -signal.SIGTERM):
             print(f"warning: the proxy exited with {code}; see {log_path}", file=sys.stderr)
-
-
-def status_server_answers(port: int) -> bool:
-    """Send one signed Status-Server (RFC 5997) and say whether a verified answer came back."""
-    authenticator = os.urandom(16)
-    request = codec.encode_request(Code.STATUS_SERVER, 1, authenticator, [], SECRET.encode())
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(0.2)
-        try:
-            sock.sendto(request, ("127.0.0.1", port))
-            reply = sock.recv(4096)
-        except OSError:
-            return False
-    return codec.verify_response_authenticator(reply, authenticator, SECRET.encode())
 
 
 def server_counters(log_path: Path) -> dict[str, Any]:
