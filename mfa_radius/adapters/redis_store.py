@@ -15,7 +15,8 @@ Keys, all written with a TTL in milliseconds (PX >= 1), so nothing outlives its 
 
 Channel: ``{prefix}res:{key}`` carries the same result to the nodes that wait for it.
 
-One round trip per operation, atomic on the server:
+One round trip per operation, atomic on the server; operations issued in the same event-loop
+iteration share a pipeline (``_Pipeliner``), so under load many logins pay one round trip:
 
 ==================  ===================================================================
 put_challenge       SET PX
@@ -87,8 +88,9 @@ from redis.asyncio import BlockingConnectionPool, Connection, ConnectionPool, Re
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from mfa_radius.core.model import PendingChallenge
 from mfa_radius.errors import BackendError, StoreUnavailable, map_errors
@@ -194,6 +196,75 @@ def _decode(raw: bytes | str | None) -> PendingChallenge | None:
         return None
 
 
+class _Pipeliner:
+    """Sends the commands issued in one event-loop iteration as one pipeline.
+
+    Under load many logins talk to Redis at the same moment; a round trip per command costs
+    each of them a pool checkout, a socket write and a read. Commands queued while the loop
+    runs other requests go out together (no MULTI: each stays its own atomic command), and
+    each caller gets its own reply or its own error. At low load a pipeline holds one command,
+    so nobody waits for company.
+    """
+
+    def __init__(self, redis: Redis, max_batch: int = 256) -> None:
+        self._redis = redis
+        self._max_batch = max_batch
+        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def call(self, *args: Any) -> Any:
+        """Run one command (``"SET", key, value, "PX", ms``) in the next pipeline.
+
+        Raises:
+            RedisError: the command failed, or the pipeline's connection did.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((args, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+            task = loop.create_task(self._send(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for args, _ in batch:
+            pipe.execute_command(*args)
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 (handed to every caller of the batch)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    async def close(self) -> None:
+        """Wait for pipelines in flight (their callers are waiting for them)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=1.0)
+
+
 class RedisChallengeStore:
     """A ``ports.ChallengeStore`` on Redis, shared by every node of a cluster.
 
@@ -291,6 +362,7 @@ class RedisChallengeStore:
                 **connection,
             )
         self._redis = Redis.from_pool(pool)
+        self._pipe = _Pipeliner(self._redis)
         self._add_attempt = self._redis.register_script(_ADD_ATTEMPT_LUA)
         self._claim = self._redis.register_script(_CLAIM_LUA)
         self._count = self._redis.register_script(_COUNT_LUA)
@@ -308,6 +380,13 @@ class RedisChallengeStore:
         self._backoff = _SUBSCRIBER_BACKOFF_MIN_S
         self._closed = False
 
+    async def _run_script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA through the pipeline; on NOSCRIPT (first use, Redis restarted) load it once."""
+        try:
+            return await self._pipe.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await script(keys=keys, args=args)
+
     async def put_challenge(self, key: str, record: PendingChallenge, ttl: float) -> None:
         """Store a pending challenge under ``key`` for ``ttl`` seconds (overwrites).
 
@@ -316,7 +395,7 @@ class RedisChallengeStore:
         """
         value = _encode(record)
         with map_errors(_ERRORS, _BACKEND):
-            await self._redis.set(self._chal + key, value, px=_px(ttl))
+            await self._pipe.call("SET", self._chal + key, value, "PX", _px(ttl))
 
     async def get_challenge(self, key: str) -> PendingChallenge | None:
         """Return the pending challenge under ``key`` without consuming it, or None.
@@ -325,7 +404,7 @@ class RedisChallengeStore:
             StoreUnavailable: Redis did not answer or refused the command.
         """
         with map_errors(_ERRORS, _BACKEND):
-            raw = await self._redis.get(self._chal + key)
+            raw = await self._pipe.call("GET", self._chal + key)
         return _decode(raw)
 
     async def take_challenge(self, key: str) -> PendingChallenge | None:
@@ -338,7 +417,7 @@ class RedisChallengeStore:
             StoreUnavailable: Redis did not answer or refused the command.
         """
         with map_errors(_ERRORS, _BACKEND):
-            raw = await self._redis.getdel(self._chal + key)
+            raw = await self._pipe.call("GETDEL", self._chal + key)
         return _decode(raw)
 
     async def add_attempt(self, key: str) -> int | None:
@@ -351,7 +430,7 @@ class RedisChallengeStore:
             StoreUnavailable: Redis did not answer or refused the command.
         """
         with map_errors(_ERRORS, _BACKEND):
-            count = await self._add_attempt(keys=[self._chal + key])
+            count = await self._run_script(self._add_attempt, [self._chal + key], [])
         return count if isinstance(count, int) else None
 
     async def mark_once(self, key: str, ttl: float) -> bool:
@@ -364,7 +443,7 @@ class RedisChallengeStore:
             StoreUnavailable: Redis did not answer or refused the command.
         """
         with map_errors(_ERRORS, _BACKEND):
-            created = await self._redis.set(self._once + key, b"1", px=_px(ttl), nx=True)
+            created = await self._pipe.call("SET", self._once + key, b"1", "PX", _px(ttl), "NX")
         return bool(created)
 
     async def claim_request(self, key: str, ttl: float) -> RequestClaim:
@@ -380,7 +459,7 @@ class RedisChallengeStore:
             StoreUnavailable: Redis did not answer or refused the command.
         """
         with map_errors(_ERRORS, _BACKEND):
-            found = await self._claim(keys=[self._req + key], args=[_px(ttl)])
+            found = await self._run_script(self._claim, [self._req + key], [_px(ttl)])
         if isinstance(found, int):
             return _OWNER
         if isinstance(found, bytes) and found:
@@ -394,7 +473,7 @@ class RedisChallengeStore:
             StoreUnavailable: Redis did not answer or refused the command.
         """
         with map_errors(_ERRORS, _BACKEND):
-            await self._redis.set(self._req + key, reply, px=_px(ttl))
+            await self._pipe.call("SET", self._req + key, reply, "PX", _px(ttl))
 
     async def count(self, key: str, window: float) -> int:
         """Add one to a counter that lives ``window`` seconds from its first hit (one round trip).
@@ -411,7 +490,7 @@ class RedisChallengeStore:
         """
         px = _px(window)
         with map_errors(_ERRORS, _BACKEND):
-            value = await self._count(keys=[self._cnt + key], args=[px])
+            value = await self._run_script(self._count, [self._cnt + key], [px])
         if not isinstance(value, int):
             raise StoreUnavailable(_BACKEND, "unexpected reply")
         return value
@@ -425,7 +504,7 @@ class RedisChallengeStore:
                 guards a lock-out and must not silently reset).
         """
         with map_errors(_ERRORS, _BACKEND):
-            raw = await self._redis.get(self._cnt + key)
+            raw = await self._pipe.call("GET", self._cnt + key)
         if raw is None:
             return 0
         try:
@@ -446,7 +525,7 @@ class RedisChallengeStore:
             return
         names = [namespace + key for key in keys for namespace in (self._cnt, self._once)]
         with map_errors(_ERRORS, _BACKEND):
-            await self._redis.delete(*names)
+            await self._pipe.call("DEL", *names)
 
     async def publish_result(self, key: str, value: str, ttl: float) -> None:
         """Store a result for ``ttl`` seconds and announce it to every node (one round trip).
@@ -536,6 +615,7 @@ class RedisChallengeStore:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+        await self._pipe.close()
         with map_errors(_ERRORS, _BACKEND):
             await self._subscriber.aclose()
             await self._redis.aclose()
