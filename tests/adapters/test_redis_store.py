@@ -11,6 +11,7 @@ import contextlib
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -606,3 +607,43 @@ class TestSubscriberOutages:
         task = await start_wait(node_a, "t1")
         await node_b.publish_result("t1", "approve", 60.0)
         assert await asyncio.wait_for(task, 2.0 + WAKE_BOUND_S) == "approve"
+
+
+class TestPipelining:
+    async def test_concurrent_operations_each_get_their_own_answer(
+        self, store: RedisChallengeStore
+    ) -> None:
+        """Two hundred logins writing and reading at once, sharing pipelines, stay separate."""
+        await asyncio.gather(
+            *(
+                store.put_challenge(f"s{i}", replace(RECORD, username=f"u{i}"), 60.0)
+                for i in range(200)
+            )
+        )
+        taken = await asyncio.gather(*(store.take_challenge(f"s{i}") for i in range(200)))
+        assert [r.username if r else None for r in taken] == [f"u{i}" for i in range(200)]
+        again = await asyncio.gather(*(store.take_challenge(f"s{i}") for i in range(200)))
+        assert again == [None] * 200
+
+    async def test_a_failing_command_fails_only_its_caller(
+        self, store: RedisChallengeStore, admin: Redis
+    ) -> None:
+        """A corrupt counter in the same pipeline as good commands fails alone."""
+        await admin.set("mfa:cnt:bad", b"not-a-number")
+        results = await asyncio.gather(
+            store.count("good", 60.0),
+            store.count("bad", 60.0),
+            store.mark_once("m", 60.0),
+            return_exceptions=True,
+        )
+        assert results[0] == 1
+        assert isinstance(results[1], StoreUnavailable)
+        assert results[2] is True
+
+    async def test_scripts_load_again_after_script_flush(
+        self, store: RedisChallengeStore, admin: Redis
+    ) -> None:
+        """EVALSHA through a pipeline recovers from NOSCRIPT (a restarted or flushed server)."""
+        assert await store.count("c", 60.0) == 1
+        await admin.script_flush()
+        assert await store.count("c", 60.0) == 2
