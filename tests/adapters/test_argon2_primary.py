@@ -1,10 +1,8 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import ParamSpec, TypeVar
 
 import pytest
 from sqlalchemy import text
@@ -13,37 +11,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from mfa_radius.adapters.aesgcm_keyring import Keyring
 from mfa_radius.adapters.argon2_primary import Argon2PrimaryAuthenticator, hash_password
 from mfa_radius.adapters.sql_enrolments import SqlEnrolmentStore
-from mfa_radius.core.model import AuthAttempt, PrimaryAccept, PrimaryReject, RejectReason
+from mfa_radius.core.model import PrimaryAccept, PrimaryReject, RejectReason
 from mfa_radius.errors import PrimaryUnavailable
-
-P = ParamSpec("P")
-T = TypeVar("T")
+from tests.support.primaries import CountingExecutor, attempt
 
 PASSWORD = "correct horse battery staple"
 KEYS = f"k1 {base64.b64encode(bytes(range(32))).decode()}"
-
-
-class CountingExecutor(ThreadPoolExecutor):
-    """A real thread pool that counts the jobs handed to it (each job is one argon2 verify)."""
-
-    def __init__(self) -> None:
-        super().__init__(max_workers=2, thread_name_prefix="test-argon2")
-        self.jobs = 0
-
-    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
-        self.jobs += 1
-        return super().submit(fn, *args, **kwargs)
-
-
-def attempt(username: str) -> AuthAttempt:
-    return AuthAttempt(
-        username=username,
-        raw_username=username,
-        password=None,
-        state=None,
-        client="vpn",
-        src_ip="192.0.2.10",
-    )
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import pytest
 import structlog
@@ -30,7 +30,6 @@ from mfa_radius.adapters.ldap_directory import (
     nested_group_filter,
 )
 from mfa_radius.core.model import (
-    AuthAttempt,
     Identity,
     PrimaryAccept,
     PrimaryReject,
@@ -38,6 +37,7 @@ from mfa_radius.core.model import (
 )
 from mfa_radius.errors import ConfigError, PrimaryUnavailable
 from tests.support.ports import LOOPBACK, free_tcp_port
+from tests.support.primaries import CountingExecutor, attempt
 from tests.support.slapd import (
     ALICE,
     BOB,
@@ -54,8 +54,6 @@ from tests.support.tls import TestCa
 
 pytestmark = pytest.mark.ldap
 
-P = ParamSpec("P")
-T = TypeVar("T")
 
 HANG_GUARD_S = 3.0
 """Upper bound for a call against a dead or frozen server (timeouts of 0.5 s, with margin)."""
@@ -67,29 +65,6 @@ ALICE_IDENTITY = Identity(
     phones=("+15550100", "+15550101"),
     groups=frozenset({"vpn-users"}),
 )
-
-
-class CountingExecutor(ThreadPoolExecutor):
-    """A real thread pool that counts the jobs handed to it (each job is LDAP work)."""
-
-    def __init__(self) -> None:
-        super().__init__(max_workers=2, thread_name_prefix="test-ldap")
-        self.jobs = 0
-
-    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
-        self.jobs += 1
-        return super().submit(fn, *args, **kwargs)
-
-
-def attempt(username: str) -> AuthAttempt:
-    return AuthAttempt(
-        username=username,
-        raw_username=username,
-        password=None,
-        state=None,
-        client="vpn",
-        src_ip="192.0.2.10",
-    )
 
 
 def closed_port_url() -> str:
