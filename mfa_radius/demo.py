@@ -2,8 +2,9 @@
 
 ``mfa-radius demo`` writes a config listening on 127.0.0.1 with the in-process challenge store,
 a fresh random shared secret and encryption key, a SQLite enrolment database, and user
-``alice`` with a random password and a TOTP token, so that an admin can try a full login with
-``mfa-radius login`` a minute after installing. Running it again reuses what is there.
+``alice`` with a random password, a TOTP token and a phone number whose texts and calls are
+written to ``messages.txt``, so that an admin can try a full login with ``mfa-radius login`` a
+minute after installing. Running it again reuses what is there.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from mfa_radius.adapters.argon2_primary import hash_password
 from mfa_radius.core import otp
 
 DEMO_USER = "alice"
+DEMO_PHONE = "+14155550123"
+"""A fictional number (555-01xx): the demo's texts and calls go to ``messages.txt``."""
 
 _CONFIG = """\
 # Demo configuration written by `mfa-radius demo`: one node, in-process store, SQLite.
@@ -37,6 +40,16 @@ secret_file = "client.secret"
 [profile.default]
 mode = "challenge"
 primary = "local"
+# The app's code, or type 1 for a text message / 2 for a call at the prompt: in the demo both
+# are written to messages.txt (the file sender stands in for the phone).
+factors = ["totp", "sms", "voice"]
+sms_sender = "+12025550143"
+voice_caller_id = "+12025550143"
+organisation = "mfa-radius demo"
+
+[delivery]
+sender = "file"
+file = "messages.txt"
 
 [store]
 backend = "memory"
@@ -114,7 +127,7 @@ async def enrol_demo_user(loaded: config.Loaded, password: str) -> str:
     try:
         user = await store.find_user(DEMO_USER)
         if user is None:
-            await store.add_user(DEMO_USER, display_name="Alice Demo")
+            await store.add_user(DEMO_USER, display_name="Alice Demo", phone=DEMO_PHONE)
             await store.set_password_hash(DEMO_USER, hash_password(password))
             secret = secrets.token_bytes(20)
             await store.add_totp(
