@@ -445,6 +445,7 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
             client_table(loaded),
             reply_ttl=cfg.server.reply_cache_ttl,
             max_entries=cfg.server.reply_cache_entries,
+            status_server=cfg.server.status_server,
         )
         settings = ServerSettings(
             node=node,

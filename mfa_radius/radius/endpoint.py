@@ -96,7 +96,7 @@ class Drop:
             ``duplicate_in_progress``, ``conflicting_duplicate``, ``bad_message_authenticator``,
             ``missing_message_authenticator``, ``eap_without_message_authenticator``,
             ``proxy_state_without_message_authenticator``,
-            ``status_server_without_message_authenticator``, ``cache_full``.
+            ``status_server_without_message_authenticator``, ``status_server_disabled``, ``cache_full``.
         detail: for ``malformed``, the codec's reason (``bad_length``, ...); otherwise empty.
     """
 
@@ -208,14 +208,21 @@ class Endpoint:
         reply_ttl: seconds a sent reply stays cached for retransmissions (RFC 5080 §2.2.2;
             FreeRADIUS calls it ``cleanup_delay``). Must cover the NAS's whole retry window.
         max_entries: bound on cached requests and replies together.
+        status_server: answer Status-Server (RFC 5997); when False it is dropped and counted.
 
     Raises:
         ValueError: a non-positive ``reply_ttl`` or ``max_entries``.
     """
 
     def __init__(
-        self, clients: ClientTable, *, reply_ttl: float = 30.0, max_entries: int = 200_000
+        self,
+        clients: ClientTable,
+        *,
+        reply_ttl: float = 30.0,
+        max_entries: int = 200_000,
+        status_server: bool = True,
     ) -> None:
+        self._status_server_on = status_server
         if reply_ttl <= 0:
             raise ValueError("reply_ttl must be positive")
         if max_entries <= 0:
@@ -303,6 +310,8 @@ class Endpoint:
 
     def _status_server(self, data: bytes, client: Client) -> Drop | Respond:
         """Answer a Status-Server "ping" (RFC 5997 §3): MA required, Access-Accept, no caching."""
+        if not self._status_server_on:
+            return self._drop("status_server_disabled")
         try:
             packet = codec.decode(data)
         except MalformedPacket as exc:

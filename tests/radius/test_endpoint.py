@@ -424,6 +424,13 @@ class TestDuplicates:
         assert isinstance(endpoint.receive(data, SRC, T0), Respond)
         assert len(endpoint) == 0
 
+    def test_status_server_is_dropped_when_turned_off(self) -> None:
+        """With status_server = false a valid Status-Server is dropped and counted."""
+        endpoint = Endpoint(_table(MaPolicy.YES, ProxyStatePolicy.AUTO), status_server=False)
+        data = codec.encode_request(Code.STATUS_SERVER, 3, bytes(16), (), SECRET)
+        assert endpoint.receive(data, SRC, T0) == Drop("status_server_disabled")
+        assert endpoint.counters["status_server_disabled"] == 1
+
 
 class TestExpiryAndBounds:
     """expire(), next_deadline() and max_entries."""
