@@ -96,7 +96,8 @@ class Drop:
             ``duplicate_in_progress``, ``conflicting_duplicate``, ``bad_message_authenticator``,
             ``missing_message_authenticator``, ``eap_without_message_authenticator``,
             ``proxy_state_without_message_authenticator``,
-            ``status_server_without_message_authenticator``, ``status_server_disabled``, ``cache_full``.
+            ``status_server_without_message_authenticator``, ``status_server_disabled``,
+            ``cache_full``.
         detail: for ``malformed``, the codec's reason (``bad_length``, ...); otherwise empty.
     """
 
