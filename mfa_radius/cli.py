@@ -190,11 +190,7 @@ def user_add(
     """Create a user."""
     loaded = _load(config_path)
     if phone:
-        normalised = factors.normalise_phone(phone, default_region=None)
-        if normalised is None:
-            err.print("--phone must be a valid number in international form (+14155550123)")
-            raise typer.Exit(2)
-        phone = normalised
+        phone = _valid_phone(phone)
     user = _run(
         _with_enrolments(
             loaded,
@@ -229,6 +225,40 @@ def user_show(username: str, config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
     _user_row(table, user)
     out.print(table)
     out.print(f"id: {user.user_id}")
+
+
+@user_cli.command("set")
+def user_set(
+    username: str,
+    config_path: ConfigOpt = DEFAULT_CONFIG,
+    display_name: Annotated[str | None, typer.Option(help="New display name.")] = None,
+    email: Annotated[str | None, typer.Option(help="New e-mail address.")] = None,
+    phone: Annotated[
+        str | None, typer.Option(help='New phone number, E.164 ("" removes it).')
+    ] = None,
+) -> None:
+    """Change a user's display name, e-mail or phone number."""
+    loaded = _load(config_path)
+    if phone:
+        phone = _valid_phone(phone)
+    _run(
+        _with_enrolments(
+            loaded,
+            lambda s: s.update_user(
+                username.casefold(), display_name=display_name, email=email, phone=phone
+            ),
+        )
+    )
+    out.print(f"user {username.casefold()} updated")
+
+
+def _valid_phone(phone: str) -> str:
+    """The number in E.164 form, or exit 2 with a clear message."""
+    normalised = factors.normalise_phone(phone, default_region=None)
+    if normalised is None:
+        err.print("--phone must be a valid number in international form (+14155550123)")
+        raise typer.Exit(2)
+    return normalised
 
 
 @user_cli.command("disable")

@@ -175,6 +175,17 @@ class EnrolmentStore(Protocol):
         """Disable or enable a user."""
         ...
 
+    async def update_user(
+        self,
+        username: str,
+        *,
+        display_name: str | None = None,
+        email: str | None = None,
+        phone: str | None = None,
+    ) -> None:
+        """Change a user's display name, e-mail or phone number (None: unchanged)."""
+        ...
+
     async def remove_user(self, username: str) -> None:
         """Delete a user, their tokens and their password."""
         ...

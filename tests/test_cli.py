@@ -249,6 +249,27 @@ class TestUser:
 
         assert "bob" in shown.stdout
 
+    def test_user_set_changes_the_phone_shown_masked(self, workdir: Path) -> None:
+        """``user set --phone`` stores E.164; ``user show`` prints it masked."""
+        _ok(["user", "add", "bob", "-c", CONFIG])
+        _ok(["user", "set", "bob", "-c", CONFIG, "--phone", "+1 415 555 0123", "--email", "b@y"])
+        shown = _ok(["user", "show", "bob", "-c", CONFIG])
+        assert "*********23" in shown.stdout
+        assert "4155550123" not in shown.stdout
+        assert "b@y" in shown.stdout
+
+    def test_user_set_refuses_an_invalid_number(self, workdir: Path) -> None:
+        """A number that is not a valid phone number is exit 2, nothing changed."""
+        _ok(["user", "add", "bob", "-c", CONFIG])
+        result = _invoke(["user", "set", "bob", "-c", CONFIG, "--phone", "12345"])
+        assert result.exit_code == 2
+        assert "international form" in result.stderr
+
+    def test_user_set_exits_1_for_an_unknown_user(self, workdir: Path) -> None:
+        """Changing a user who does not exist is exit 1."""
+        result = _invoke(["user", "set", "nobody", "-c", CONFIG, "--email", "x@y"])
+        assert result.exit_code == 1
+
     def test_user_add_exits_1_when_user_exists(self, workdir: Path) -> None:
         """Adding an existing user is exit 1."""
         _ok(["user", "add", "bob", "-c", CONFIG])

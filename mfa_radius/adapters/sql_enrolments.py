@@ -576,6 +576,41 @@ class SqlEnrolmentStore:
                 if result.rowcount == 0:
                     raise NotFound(f"user {username!r} is not enrolled")
 
+    async def update_user(
+        self,
+        username: str,
+        *,
+        display_name: str | None = None,
+        email: str | None = None,
+        phone: str | None = None,
+    ) -> None:
+        """Change a user's display name, e-mail or phone number (None leaves a field as it is).
+
+        Args:
+            username: the normalised login name.
+            display_name: the new display name.
+            email: the new e-mail address.
+            phone: the new E.164 number ("" removes it).
+
+        Raises:
+            NotFound: no such user.
+            EnrolmentUnavailable: the database cannot be written.
+        """
+        values = {
+            name: value
+            for name, value in (("display_name", display_name), ("email", email), ("phone", phone))
+            if value is not None
+        }
+        if not values:
+            return
+        with _errors():
+            async with self._writer.begin() as conn:
+                result = await conn.execute(
+                    update(users).where(users.c.username == username).values(**values)
+                )
+                if result.rowcount == 0:
+                    raise NotFound(f"user {username!r} is not enrolled")
+
     async def remove_user(self, username: str) -> None:
         """Delete a user; their tokens and password go with them (ON DELETE CASCADE).
 
