@@ -186,6 +186,9 @@ def user_add(
     display_name: Annotated[str, typer.Option(help="Display name for the audit line.")] = "",
     email: Annotated[str, typer.Option(help="E-mail address.")] = "",
     phone: Annotated[str, typer.Option(help="Phone number, E.164.")] = "",
+    language: Annotated[
+        str, typer.Option(help="Language calls speak (de-DE); default: the profile's.")
+    ] = "",
 ) -> None:
     """Create a user."""
     loaded = _load(config_path)
@@ -195,7 +198,11 @@ def user_add(
         _with_enrolments(
             loaded,
             lambda s: s.add_user(
-                username.casefold(), display_name=display_name, email=email, phone=phone
+                username.casefold(),
+                display_name=display_name,
+                email=email,
+                phone=phone,
+                language=language,
             ),
         )
     )
@@ -236,8 +243,11 @@ def user_set(
     phone: Annotated[
         str | None, typer.Option(help='New phone number, E.164 ("" removes it).')
     ] = None,
+    language: Annotated[
+        str | None, typer.Option(help='Language calls speak ("" for the profile\'s).')
+    ] = None,
 ) -> None:
-    """Change a user's display name, e-mail or phone number."""
+    """Change a user's display name, e-mail, phone number or call language."""
     loaded = _load(config_path)
     if phone:
         phone = _valid_phone(phone)
@@ -245,7 +255,11 @@ def user_set(
         _with_enrolments(
             loaded,
             lambda s: s.update_user(
-                username.casefold(), display_name=display_name, email=email, phone=phone
+                username.casefold(),
+                display_name=display_name,
+                email=email,
+                phone=phone,
+                language=language,
             ),
         )
     )

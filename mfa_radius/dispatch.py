@@ -152,7 +152,14 @@ class PhoneFactors:
         return True
 
     async def send_code(
-        self, factor: Factor, *, username: str, phone: str, policy: ClientPolicy, state: bytes
+        self,
+        factor: Factor,
+        *,
+        username: str,
+        phone: str,
+        policy: ClientPolicy,
+        state: bytes,
+        language: str = "",
     ) -> str | Reject:
         """Send a fresh code by text or call; return its keyed hash for the challenge record.
 
@@ -162,6 +169,7 @@ class PhoneFactors:
             phone: the E.164 destination.
             policy: the client's settings (sender, texts, code length).
             state: the challenge's State (the hash is bound to it).
+            language: the user's call language; empty for the profile's.
 
         Returns:
             The code's hash, or Reject (a limit was reached, or the number was refused).
@@ -185,7 +193,9 @@ class PhoneFactors:
                 self._sender.send_sms(phone, body, sender=policy.sms_sender)
             )
         else:
-            twiml = code_twiml(code, organisation=policy.organisation, language=policy.language)
+            twiml = code_twiml(
+                code, organisation=policy.organisation, language=language or policy.language
+            )
             refused = await self._deliver(
                 self._sender.call(phone, twiml, caller_id=policy.voice_caller_id)
             )
@@ -219,6 +229,7 @@ class PhoneFactors:
         policy: ClientPolicy,
         attributes: tuple[Attribute, ...],
         budget: float,
+        language: str = "",
     ) -> Accept | Reject:
         """Call the user and wait (at most ``budget`` seconds) for them to press a key.
 
@@ -228,6 +239,7 @@ class PhoneFactors:
             policy: the client's settings (caller id, language, organisation).
             attributes: reply attributes for the Accept.
             budget: seconds left in the NAS's response window.
+            language: the user's call language; empty for the profile's.
 
         Returns:
             Accept when the user pressed 1; Reject otherwise (denied, no key in time, fraud
@@ -246,7 +258,7 @@ class PhoneFactors:
         twiml = approve_twiml(
             action_url=approve_action_url(self._settings.webhook_url, token),
             organisation=policy.organisation,
-            language=policy.language,
+            language=language or policy.language,
             timeout_s=self._settings.gather_seconds,
         )
         refused = await self._deliver(

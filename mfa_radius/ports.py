@@ -162,7 +162,13 @@ class EnrolmentStore(Protocol):
         ...
 
     async def add_user(
-        self, username: str, *, display_name: str = "", email: str = "", phone: str = ""
+        self,
+        username: str,
+        *,
+        display_name: str = "",
+        email: str = "",
+        phone: str = "",
+        language: str = "",
     ) -> User:
         """Create a user."""
         ...
@@ -182,8 +188,9 @@ class EnrolmentStore(Protocol):
         display_name: str | None = None,
         email: str | None = None,
         phone: str | None = None,
+        language: str | None = None,
     ) -> None:
-        """Change a user's display name, e-mail or phone number (None: unchanged)."""
+        """Change a user's contact details or call language (None: unchanged)."""
         ...
 
     async def remove_user(self, username: str) -> None:

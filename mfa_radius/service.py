@@ -280,7 +280,12 @@ class Authenticator:
         if first in (Factor.SMS, Factor.VOICE):
             assert phone is not None  # noqa: S101 (phone factors are usable only with a phone)
             sent = await self._phones.send_code(
-                first, username=user.username, phone=phone, policy=pol, state=state
+                first,
+                username=user.username,
+                phone=phone,
+                policy=pol,
+                state=state,
+                language=user.language,
             )
             if isinstance(sent, Reject):
                 return sent
@@ -317,6 +322,7 @@ class Authenticator:
             policy=pol,
             attributes=progress.attributes,
             budget=budget,
+            language=user.language,
         )
         if isinstance(outcome, Accept):
             await self._phones.clear_failures(user.username)
@@ -474,7 +480,12 @@ class Authenticator:
         )
         if first_time:
             sent = await self._phones.send_code(
-                choice, username=user.username, phone=record.phone, policy=pol, state=state
+                choice,
+                username=user.username,
+                phone=record.phone,
+                policy=pol,
+                state=state,
+                language=user.language,
             )
             if isinstance(sent, Reject):
                 return sent

@@ -219,6 +219,17 @@ class TestMenu:
         )
         assert outcome == Accept(AcceptReason.MFA_OK, ATTRS)
 
+    async def test_call_speaks_the_users_language(
+        self, harness: Harness, enrolments: SqlEnrolmentStore
+    ) -> None:
+        """A user with a language of their own hears the call in it, not the profile's."""
+        await enrolments.update_user("alice", language="de-DE")
+        reply = await harness.challenge(self.POLICY, user="alice")
+        await harness.login(self.POLICY, user="alice", password=b"2", state=reply.state)
+        assert harness.sender.sent[-1].kind == "call"
+        assert 'language="de-DE"' in harness.sender.sent[-1].text
+        assert "en-US" not in harness.sender.sent[-1].text
+
     async def test_app_code_still_works_at_the_menu(self, harness: Harness) -> None:
         """The app code is accepted at the menu prompt."""
         reply = await harness.challenge(self.POLICY, user="alice")

@@ -116,6 +116,7 @@ users = Table(
     Column("phone", String(32), nullable=False, server_default=""),
     Column("disabled", Boolean(), nullable=False, server_default=false()),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("language", String(35), nullable=False, server_default=""),
 )
 
 totp_tokens = Table(
@@ -166,6 +167,7 @@ _USER_WITH_TOKENS = (
         totp_tokens.c.time_step,
         totp_tokens.c.algorithm,
         totp_tokens.c.serial,
+        users.c.language,
     )
     .select_from(users.outerjoin(totp_tokens, totp_tokens.c.user_id == users.c.id))
     .order_by(users.c.username, totp_tokens.c.created_at, totp_tokens.c.id)
@@ -474,7 +476,9 @@ class SqlEnrolmentStore:
             if current is None or current[0] != user_id:
                 if current is not None:
                     yield _user(current, tokens)
-                current, tokens = [user_id, username, display_name, email, phone, disabled], []
+                language = row[12]
+                current = [user_id, username, display_name, email, phone, disabled, language]
+                tokens = []
             token_id = row[6]
             if token_id is not None:
                 tokens.append(self._token(row, str(user_id)))
@@ -501,7 +505,13 @@ class SqlEnrolmentStore:
     # -- administration ---------------------------------------------------------------------
 
     async def add_user(
-        self, username: str, *, display_name: str = "", email: str = "", phone: str = ""
+        self,
+        username: str,
+        *,
+        display_name: str = "",
+        email: str = "",
+        phone: str = "",
+        language: str = "",
     ) -> User:
         """Create a user without factors or password.
 
@@ -510,6 +520,7 @@ class SqlEnrolmentStore:
             display_name: for the audit line.
             email: for the audit line.
             phone: E.164 number or empty.
+            language: spoken language of calls (``de-DE``); empty for the profile's.
 
         Returns:
             The new user.
@@ -524,6 +535,7 @@ class SqlEnrolmentStore:
             display_name=display_name,
             email=email,
             phone=phone,
+            language=language,
         )
         with _errors():
             try:
@@ -535,6 +547,7 @@ class SqlEnrolmentStore:
                             display_name=display_name,
                             email=email,
                             phone=phone,
+                            language=language,
                             disabled=False,
                             created_at=_now(),
                         )
@@ -583,24 +596,28 @@ class SqlEnrolmentStore:
         display_name: str | None = None,
         email: str | None = None,
         phone: str | None = None,
+        language: str | None = None,
     ) -> None:
-        """Change a user's display name, e-mail or phone number (None leaves a field as it is).
+        """Change a user's contact details and call language (None leaves a field as it is).
 
         Args:
             username: the normalised login name.
             display_name: the new display name.
             email: the new e-mail address.
             phone: the new E.164 number ("" removes it).
+            language: the new call language ("" for the profile's).
 
         Raises:
             NotFound: no such user.
             EnrolmentUnavailable: the database cannot be written.
         """
-        values = {
-            name: value
-            for name, value in (("display_name", display_name), ("email", email), ("phone", phone))
-            if value is not None
-        }
+        changes = (
+            ("display_name", display_name),
+            ("email", email),
+            ("phone", phone),
+            ("language", language),
+        )
+        values = {name: value for name, value in changes if value is not None}
         if not values:
             return
         with _errors():
@@ -833,7 +850,7 @@ async def _user_id(conn: AsyncConnection, username: str) -> str:
 
 
 def _user(fields: Sequence[Any], tokens: Sequence[TotpToken]) -> User:
-    user_id, username, display_name, email, phone, disabled = fields
+    user_id, username, display_name, email, phone, disabled, language = fields
     return User(
         user_id=str(user_id),
         username=str(username),
@@ -842,4 +859,5 @@ def _user(fields: Sequence[Any], tokens: Sequence[TotpToken]) -> User:
         phone=str(phone),
         disabled=bool(disabled),
         tokens=tuple(tokens),
+        language=str(language),
     )

@@ -122,6 +122,7 @@ class User:
         phone: E.164 number or empty.
         disabled: a disabled user is rejected after the primary check.
         tokens: enrolled TOTP tokens.
+        language: the language calls speak to this user (``de-DE``); empty for the profile's.
     """
 
     user_id: str
@@ -131,6 +132,7 @@ class User:
     phone: str = ""
     disabled: bool = False
     tokens: tuple[TotpToken, ...] = ()
+    language: str = ""
 
     @property
     def factors(self) -> tuple[Factor, ...]:

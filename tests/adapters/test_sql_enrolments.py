@@ -4,14 +4,18 @@ import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import alembic.command
+import alembic.config
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, func, select, text, update
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, create_engine, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from mfa_radius.adapters.aesgcm_keyring import Keyring
 from mfa_radius.adapters.sql_enrolments import (
+    SCRIPT_LOCATION,
     SqlEnrolmentStore,
     metadata,
     migrate,
@@ -55,6 +59,15 @@ async def reopen(url: str, ring: Keyring, *, verify: bool = True) -> SqlEnrolmen
     return await SqlEnrolmentStore.open(url, ring, verify=verify)
 
 
+def _head_revision() -> str:
+    """The newest revision shipped in mfa_radius/migrations."""
+    config = alembic.config.Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
 class TestMigrate:
     async def test_migrate_is_idempotent(self, url: str) -> None:
         """Migrating an up-to-date database again changes nothing and raises nothing."""
@@ -68,7 +81,7 @@ class TestMigrate:
                 ).all()
         finally:
             await engine.dispose()
-        assert [row[0] for row in versions] == ["0001"]
+        assert [row[0] for row in versions] == [_head_revision()]
 
     async def test_migrated_schema_matches_table_definitions(self, url: str) -> None:
         """The revisions build exactly the tables the queries are written against."""
@@ -456,3 +469,33 @@ class TestUnavailable:
             await conn.execute(text("DROP TABLE key_check"))
         with pytest.raises(EnrolmentUnavailable):
             await store.check()
+
+
+class TestUpgradeFromFirstRevision:
+    async def test_users_of_revision_0001_keep_their_data_and_get_a_language(
+        self, tmp_path: Path
+    ) -> None:
+        """A database made by revision 0001 upgrades in place; its users keep their fields."""
+        path = tmp_path / "old.db"
+        engine = create_engine(f"sqlite:///{path}")
+        config = alembic.config.Config()
+        config.set_main_option("script_location", SCRIPT_LOCATION)
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            alembic.command.upgrade(config, "0001")
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, username, display_name, email, phone, disabled,"
+                    " created_at) VALUES ('u1', 'old', 'Old User', 'o@x', '+14155550123', 0,"
+                    " '2026-01-01 00:00:00')"
+                )
+            )
+        engine.dispose()
+        keyring = Keyring.from_text(KEY_1, source="test")
+        store = await SqlEnrolmentStore.open(f"sqlite+aiosqlite:///{path}", keyring)
+        try:
+            user = await store.find_user("old")
+        finally:
+            await store.close()
+        assert user is not None
+        assert (user.display_name, user.phone, user.language) == ("Old User", "+14155550123", "")
