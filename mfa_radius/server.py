@@ -186,8 +186,10 @@ class RadiusServer(asyncio.DatagramProtocol):
             outcome = await self._authenticator.authenticate(attempt, profile)
             code, attributes = _response(outcome)
             reply = self._endpoint.reply(request, code, attributes, self._clock.now())
-            self._send(reply, src)
+            # Shared before it is sent: a retransmission that the NAS sends to another node as
+            # soon as this reply arrives must find it there, not an "in progress" claim.
             await self._share_reply(request, reply)
+            self._send(reply, src)
             self._finish(outcome, started)
         except Exception:  # the per-datagram guard: one bad request never stops the server
             self._endpoint.abandon(request)
@@ -221,10 +223,15 @@ class RadiusServer(asyncio.DatagramProtocol):
         return False
 
     async def _share_reply(self, request: NewRequest, reply: bytes) -> None:
+        """Store the reply for the cluster before it is sent, within a short deadline.
+
+        The reply waits for this, so a store that hangs may delay it by at most
+        ``_SHARE_DEADLINE`` (the decision itself already ran under the response window).
+        """
         if not self._store.shared:
             return
         try:
-            with self._deadlines.limit(self._settings.store_timeout):
+            with self._deadlines.limit(min(self._settings.store_timeout, _SHARE_DEADLINE)):
                 await self._store.store_reply(
                     request.key.store_key(), reply, self._settings.reply_ttl
                 )
@@ -250,6 +257,9 @@ class RadiusServer(asyncio.DatagramProtocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.sendto(data, src)
 
+
+_SHARE_DEADLINE = 0.25
+"""Longest a reply waits to be shared with the cluster before it is sent anyway (seconds)."""
 
 _OUTCOME_KEYS = {k: f"outcome:{k}" for k in ("accept", "reject", "challenge")}
 
