@@ -33,6 +33,7 @@ from mfa_radius.adapters.redis_store import RedisChallengeStore
 from mfa_radius.adapters.sql_enrolments import SqlEnrolmentStore
 from mfa_radius.adapters.twilio_sender import TwilioCodeSender
 from mfa_radius.adapters.upstream_radius import HomeServer, UpstreamRadiusAuthenticator
+from mfa_radius.admin import AdminServer
 from mfa_radius.config import ClientConfig, Config, Loaded, deadline_warnings, parse_listen
 from mfa_radius.core import limits
 from mfa_radius.core.model import Factor
@@ -396,6 +397,7 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
     primaries = Primaries(by_name={})
     sender: CodeSender | None = None
     webhook: WebhookServer | None = None
+    admin: AdminServer | None = None
     try:
         primaries = await open_primaries(loaded, enrolments, clock)
         for warning in deadline_warnings(cfg):
@@ -418,6 +420,9 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
             store_timeout=cfg.store.timeout,
             send_timeout=cfg.delivery.timeout,
         )
+        if cfg.server.admin_socket is not None:
+            admin = AdminServer(cfg.server.admin_socket, store)
+            await admin.start()
         if cfg.webhook.listen:
             assert loaded.twilio_auth_token is not None  # noqa: S101 (validated in config)
             hook_host, hook_port = parse_listen(cfg.webhook.listen)
@@ -495,6 +500,8 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
         await primaries.close()
         if webhook is not None:
             await webhook.close()
+        if admin is not None:
+            await admin.close()
         if sender is not None:
             await sender.close()
         await store.close()

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mfa_radius import __version__, app, config
+from mfa_radius import __version__, admin, app, config
 from mfa_radius.adapters.aesgcm_keyring import Keyring
 from mfa_radius.adapters.argon2_primary import hash_password
 from mfa_radius.adapters.radius_client import LoginResult, RadiusClient
@@ -305,11 +305,8 @@ def user_unlock(username: str, config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
     loaded = _load(config_path)
     name = username.casefold()
     if loaded.config.store.backend == "memory":
-        err.print(
-            "the in-process store belongs to the running proxy and cannot be reached from here: "
-            "the lockout ends after its delay, or when the proxy restarts"
-        )
-        raise typer.Exit(1)
+        _unlock_through_admin_socket(loaded, name)
+        return
 
     async def unlock() -> None:
         store = app.open_store(loaded, app.SystemClock())
@@ -319,6 +316,26 @@ def user_unlock(username: str, config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
             await store.close()
 
     _run(unlock())
+    out.print(f"user {name} unlocked")
+
+
+def _unlock_through_admin_socket(loaded: config.Loaded, name: str) -> None:
+    """The in-process store lives in the running proxy: ask it over its admin socket."""
+    path = loaded.config.server.admin_socket
+    if path is None:
+        err.print(
+            "the in-process store belongs to the running proxy: set [server] admin_socket so "
+            "that this command can reach it (or wait for the lockout to end)"
+        )
+        raise typer.Exit(1)
+    try:
+        answer = asyncio.run(admin.request(path, {"op": "unlock", "user": name}))
+    except (OSError, TimeoutError, TypeError, ValueError) as exc:
+        err.print(f"cannot reach the proxy at {path}: {type(exc).__name__}")
+        raise typer.Exit(1) from None
+    if answer.get("ok") is not True:
+        err.print(f"the proxy refused: {answer.get('error')}")
+        raise typer.Exit(1)
     out.print(f"user {name} unlocked")
 
 

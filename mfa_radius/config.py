@@ -77,6 +77,11 @@ class ServerConfig(_Model):
         gt=0,
         description="Seconds a reply is kept to answer retransmissions (RFC 5080 §2.2.2).",
     )
+    admin_socket: Path | None = Field(
+        default=None,
+        description="UNIX socket for admin commands to the running proxy (user unlock with "
+        "the memory store); unset: none.",
+    )
     reply_cache_entries: int = Field(
         default=500_000,
         ge=1000,
@@ -794,6 +799,7 @@ def _resolve_paths(raw: dict[str, object], base: Path) -> None:
                 if isinstance(block, dict) and isinstance(block.get("secret_file"), str):
                     block["secret_file"] = str(base / block["secret_file"])
     for section, key in (
+        ("server", "admin_socket"),
         ("redis", "password_file"),
         ("enrolment", "key_file"),
         ("ldap", "bind_password_file"),

@@ -31,6 +31,7 @@ _CONFIG = """\
 [server]
 listen = ["127.0.0.1:{port}"]
 node_name = "demo"
+admin_socket = "admin.sock"
 
 [[client]]
 name = "demo-nas"

@@ -739,6 +739,22 @@ class TestUnlock:
 
         assert asyncio.run(counts()) == (0, 0)
 
+    def test_unlock_reaches_a_running_proxy_through_its_admin_socket(self, tmp_path: Path) -> None:
+        """With the memory store, `user unlock` asks the running proxy over its admin socket."""
+        cfg = write_config(tmp_path / "proxy", port=free_udp_port())
+        text = cfg.path.read_text().replace(
+            'node_name = "test"', 'node_name = "test"\nadmin_socket = "admin.sock"'
+        )
+        cfg.path.write_text(text)
+        proc = ProxyProcess(cfg, tmp_path / "proxy.log")
+        proc.start()
+        try:
+            result = _ok(["user", "unlock", "Pat", "-c", str(cfg.path)])
+        finally:
+            proc.stop()
+        assert "user pat unlocked" in result.stdout
+        assert '"event":"user_unlocked"' in proc.output()
+
     def test_unlock_explains_the_in_process_store(self, workdir: Path) -> None:
         """With the memory store the command says why it cannot reach the running proxy."""
         result = _invoke(["user", "unlock", "pat", "-c", CONFIG])
