@@ -43,6 +43,7 @@ from mfa_radius.dispatch import PhoneFactors, PhoneSettings
 from mfa_radius.errors import ConfigError
 from mfa_radius.ports import ChallengeStore, CodeSender, EnrolmentStore, PrimaryAuthenticator
 from mfa_radius.radius.clients import Client, ClientTable
+from mfa_radius.radius.dictionary import RadiusDictionary
 from mfa_radius.radius.dictionary import load as load_dictionary
 from mfa_radius.radius.endpoint import Endpoint
 from mfa_radius.radius.packet import AttrType
@@ -215,9 +216,10 @@ class Primaries:
             self.ldap.close()
 
 
-def _attribute_types(loaded: Loaded, key: str, names: list[str]) -> list[int]:
+def _attribute_types(
+    loaded: Loaded, dictionary: RadiusDictionary, key: str, names: list[str]
+) -> list[int]:
     """Resolve attribute names to wire types; a vendor attribute means Vendor-Specific (26)."""
-    dictionary = load_dictionary(packaged_dictionary())
     types = []
     for index, name in enumerate(names):
         try:
@@ -263,10 +265,13 @@ async def open_primaries(
         primaries.local = Argon2PrimaryAuthenticator(enrolments)
         primaries.by_name["local"] = primaries.local
     if "upstream" in used:
+        dictionary = load_dictionary(packaged_dictionary())
         forward = _attribute_types(
-            loaded, "upstream.forward_attributes", cfg.upstream.forward_attributes
+            loaded, dictionary, "upstream.forward_attributes", cfg.upstream.forward_attributes
         )
-        kept = _attribute_types(loaded, "upstream.reply_attributes", cfg.upstream.reply_attributes)
+        kept = _attribute_types(
+            loaded, dictionary, "upstream.reply_attributes", cfg.upstream.reply_attributes
+        )
         try:
             upstream = UpstreamRadiusAuthenticator(
                 home_servers(loaded),

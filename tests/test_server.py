@@ -246,9 +246,10 @@ class TestAuditLog:
 
 class TestCluster:
     @pytest.fixture
-    def nodes(
+    async def nodes(
         self, tmp_path: Path, redis_url: str
-    ) -> tuple[proxy.ProxyProcess, proxy.ProxyProcess]:
+    ) -> AsyncIterator[tuple[proxy.ProxyProcess, proxy.ProxyProcess]]:
+        """Two started proxy processes on one Redis and one enrolment database (alice)."""
         from tests.support.ports import free_udp_port
 
         shared_db = str(tmp_path / "shared.db")
@@ -270,36 +271,37 @@ class TestCluster:
             database=shared_db,
             profile=NO_PRIMARY,
         )
-        return (
+        started = (
             proxy.ProxyProcess(a, tmp_path / "a.log"),
             proxy.ProxyProcess(b, tmp_path / "b.log"),
         )
+        await _enrol_shared(a)
+        try:
+            for node in started:
+                await asyncio.to_thread(node.start)
+            yield started
+        finally:
+            for node in started:
+                await asyncio.to_thread(node.stop)
 
     async def test_challenge_started_on_one_node_finishes_on_another(
-        self, nodes: tuple[proxy.ProxyProcess, proxy.ProxyProcess], tmp_path: Path
+        self, nodes: tuple[proxy.ProxyProcess, proxy.ProxyProcess]
     ) -> None:
         """Node A issues the challenge; node B accepts the code (shared Redis, shared DB)."""
         node_a, node_b = nodes
-        await _enrol_shared(node_a.cfg)
-        await asyncio.to_thread(node_a.start)
-        await asyncio.to_thread(node_b.start)
-        try:
-            secret = SECRET.encode()
-            async with RadiusClient("127.0.0.1", node_a.cfg.port, secret, timeout=3) as nas_a:
-                challenge = await nas_a.request(_user(), password=b"any-password")
-            state = challenge.get(AttrType.STATE)
-            assert challenge.code is Code.ACCESS_CHALLENGE
-            assert state is not None
-            async with RadiusClient("127.0.0.1", node_b.cfg.port, secret, timeout=3) as nas_b:
-                accept = await nas_b.request(
-                    [*_user(), (AttrType.STATE, state)], password=code_now().encode()
-                )
-                again = await nas_b.request(
-                    [*_user(), (AttrType.STATE, state)], password=code_now(-1).encode()
-                )
-        finally:
-            await asyncio.to_thread(node_a.stop)
-            await asyncio.to_thread(node_b.stop)
+        secret = SECRET.encode()
+        async with RadiusClient("127.0.0.1", node_a.cfg.port, secret, timeout=3) as nas_a:
+            challenge = await nas_a.request(_user(), password=b"any-password")
+        state = challenge.get(AttrType.STATE)
+        assert challenge.code is Code.ACCESS_CHALLENGE
+        assert state is not None
+        async with RadiusClient("127.0.0.1", node_b.cfg.port, secret, timeout=3) as nas_b:
+            accept = await nas_b.request(
+                [*_user(), (AttrType.STATE, state)], password=code_now().encode()
+            )
+            again = await nas_b.request(
+                [*_user(), (AttrType.STATE, state)], password=code_now(-1).encode()
+            )
         assert accept.code is Code.ACCESS_ACCEPT
         assert again.code is Code.ACCESS_REJECT
 
@@ -308,33 +310,17 @@ class TestCluster:
     ) -> None:
         """The same round-one datagram sent to B after A answered: B resends A's reply."""
         node_a, node_b = nodes
-        await _enrol_shared(node_a.cfg)
-        await asyncio.to_thread(node_a.start)
-        await asyncio.to_thread(node_b.start)
-        try:
-            secret = SECRET.encode()
-            async with RadiusClient("127.0.0.1", node_a.cfg.port, secret, timeout=3) as nas:
-                data, _, _ = nas.build_request(_user(), password=b"any-password")
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                sock.bind(("127.0.0.1", 0))
-                sock.setblocking(False)
-                from_a = await _exchange(sock, data, node_a.cfg.port)
-                from_b = await _exchange(sock, data, node_b.cfg.port)
-        finally:
-            await asyncio.to_thread(node_a.stop)
-            await asyncio.to_thread(node_b.stop)
+        async with RadiusClient("127.0.0.1", node_a.cfg.port, SECRET.encode(), timeout=3) as nas:
+            data, _, _ = nas.build_request(_user(), password=b"any-password")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.setblocking(False)
+            from_a = await proxy.exchange(sock, data, node_a.cfg.port, wait=3)
+            from_b = await proxy.exchange(sock, data, node_b.cfg.port, wait=3)
+        await asyncio.to_thread(node_b.stop)  # its counters are logged at shutdown
         assert codec.decode(from_a).code is Code.ACCESS_CHALLENGE
         assert from_b == from_a
         assert await node_b.wait_for_output('"respond:duplicate_cluster":1')
-
-
-async def _exchange(sock: socket.socket, data: bytes, port: int) -> bytes:
-    """Send from one fixed source port (as a NAS failing over does) and wait for the reply."""
-    loop = asyncio.get_running_loop()
-    await loop.sock_sendto(sock, data, ("127.0.0.1", port))
-    async with asyncio.timeout(3):
-        reply, _ = await loop.sock_recvfrom(sock, 4096)
-    return reply
 
 
 async def _enrol_shared(cfg: proxy.ProxyConfig) -> None:

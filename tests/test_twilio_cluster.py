@@ -101,14 +101,6 @@ def nodes(
     return run()
 
 
-async def _exchange(sock: socket.socket, data: bytes, port: int) -> bytes:
-    loop = asyncio.get_running_loop()
-    await loop.sock_sendto(sock, data, ("127.0.0.1", port))
-    async with asyncio.timeout(9):
-        reply, _ = await loop.sock_recvfrom(sock, 4096)
-    return reply
-
-
 async def test_one_text_when_the_request_reaches_both_nodes(
     nodes: AsyncIterator[tuple[proxy.ProxyProcess, proxy.ProxyProcess, list[int]]],
     twilio: FakeTwilioApi,
@@ -120,9 +112,9 @@ async def test_one_text_when_the_request_reaches_both_nodes(
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.bind(("127.0.0.1", 0))
             sock.setblocking(False)
-            from_a = await _exchange(sock, data, node_a.cfg.port)
-            from_a_again = await _exchange(sock, data, node_a.cfg.port)
-            from_b = await _exchange(sock, data, node_b.cfg.port)
+            from_a = await proxy.exchange(sock, data, node_a.cfg.port)
+            from_a_again = await proxy.exchange(sock, data, node_a.cfg.port)
+            from_b = await proxy.exchange(sock, data, node_b.cfg.port)
         assert codec.decode(from_a).code is Code.ACCESS_CHALLENGE
         assert from_a == from_a_again == from_b
         messages = [r for r in twilio.requests if r.resource == "Messages"]

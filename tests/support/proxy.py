@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -128,6 +129,19 @@ async def enrol(proxy: app.Running, username: str = "alice", *, password: str = 
     await proxy.enrolments.add_totp(username, TOTP_SECRET)
     if password:
         await proxy.enrolments.set_password_hash(username, hash_password(password))
+
+
+async def exchange(sock: socket.socket, data: bytes, port: int, *, wait: float = 9.0) -> bytes:
+    """Send ``data`` from one fixed source port to 127.0.0.1:``port`` and wait for the reply.
+
+    A NAS failing over sends the same datagram from the same socket to another server; tests
+    of cluster-wide duplicate detection do the same with one non-blocking socket.
+    """
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendto(sock, data, ("127.0.0.1", port))
+    async with asyncio.timeout(wait):
+        reply, _ = await loop.sock_recvfrom(sock, 4096)
+    return reply
 
 
 class ProxyProcess:
