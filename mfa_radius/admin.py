@@ -21,7 +21,7 @@ import structlog
 
 from mfa_radius.core import limits
 from mfa_radius.errors import BackendError
-from mfa_radius.ports import ChallengeStore
+from mfa_radius.ports import Marks
 
 log = structlog.get_logger("mfa_radius.admin")
 
@@ -37,7 +37,7 @@ class AdminServer:
         store: the challenge store the commands act on.
     """
 
-    def __init__(self, path: Path, store: ChallengeStore) -> None:
+    def __init__(self, path: Path, store: Marks) -> None:
         self._path = path
         self._store = store
         self._server: asyncio.AbstractServer | None = None

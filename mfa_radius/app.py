@@ -26,29 +26,28 @@ from mfa_radius import logs
 from mfa_radius.adapters.aesgcm_keyring import Keyring
 from mfa_radius.adapters.argon2_primary import Argon2PrimaryAuthenticator
 from mfa_radius.adapters.batched_lookup import BatchedUserLookup
-from mfa_radius.adapters.file_sender import FileCodeSender
+from mfa_radius.adapters.file_sender import FileMessageSender
 from mfa_radius.adapters.ldap_directory import LdapDirectory, LdapSettings
 from mfa_radius.adapters.memory_store import MemoryChallengeStore
 from mfa_radius.adapters.redis_store import RedisChallengeStore
 from mfa_radius.adapters.sql_enrolments import SqlEnrolmentStore
-from mfa_radius.adapters.twilio_sender import TwilioCodeSender
+from mfa_radius.adapters.twilio.sender import TwilioMessageSender
 from mfa_radius.adapters.upstream_radius import HomeServer, UpstreamRadiusAuthenticator
 from mfa_radius.admin import AdminServer
-from mfa_radius.config import ClientConfig, Config, Loaded, deadline_warnings, parse_listen
-from mfa_radius.core import limits
-from mfa_radius.core.model import Factor
-from mfa_radius.core.policy import ClientPolicy
+from mfa_radius.config import Loaded, deadline_warnings, parse_listen
+from mfa_radius.config.policy import client_policy, lockout, send_limits
+from mfa_radius.core.login import Settings
 from mfa_radius.deadlines import Deadlines
-from mfa_radius.dispatch import PhoneFactors, PhoneSettings
+from mfa_radius.engine import Engine, NoPrimary, Ports, Profile, Timeouts
 from mfa_radius.errors import ConfigError
-from mfa_radius.ports import ChallengeStore, CodeSender, EnrolmentStore, PrimaryAuthenticator
+from mfa_radius.ports import EnrolmentStore, MessageSender, PrimaryAuthenticator, SharedState
 from mfa_radius.radius.clients import Client, ClientTable
 from mfa_radius.radius.dictionary import RadiusDictionary
 from mfa_radius.radius.dictionary import load as load_dictionary
 from mfa_radius.radius.endpoint import Endpoint
 from mfa_radius.radius.packet import AttrType
-from mfa_radius.server import RadiusServer, ServerSettings
-from mfa_radius.service import Authenticator, NoPrimary, Profile, Timeouts
+from mfa_radius.transport.handler import RequestHandler
+from mfa_radius.transport.udp import UdpListener
 from mfa_radius.webhook import WebhookServer
 
 log = structlog.get_logger("mfa_radius.app")
@@ -115,7 +114,7 @@ async def open_enrolments(loaded: Loaded) -> SqlEnrolmentStore:
     return store
 
 
-def open_store(loaded: Loaded, clock: SystemClock) -> ChallengeStore:
+def open_store(loaded: Loaded, clock: SystemClock) -> SharedState:
     """Build the configured challenge store (memory for one node, Redis for a cluster)."""
     cfg = loaded.config
     if cfg.store.backend == "memory":
@@ -128,44 +127,7 @@ def open_store(loaded: Loaded, clock: SystemClock) -> ChallengeStore:
         key_prefix=cfg.redis.key_prefix,
         socket_timeout=cfg.redis.socket_timeout,
         connect_timeout=cfg.redis.connect_timeout,
-    )
-
-
-def client_policy(cfg: Config, client: ClientConfig) -> ClientPolicy:
-    """The decision settings of one client, from its profile and the global sections."""
-    prof = cfg.profile_of(client)
-    return ClientPolicy(
-        name=client.name,
-        mode=prof.mode,
-        unenrolled=prof.unenrolled,
-        fail_mode=prof.fail_mode,
-        append_delimiter=prof.append_delimiter,
-        prompt=prof.prompt or cfg.challenge.prompt,
-        retry_prompt=cfg.challenge.retry_prompt,
-        challenge_ttl=cfg.challenge.ttl,
-        max_attempts=cfg.challenge.max_attempts,
-        lookback_steps=cfg.totp.lookback_steps,
-        lookforward_steps=cfg.totp.lookforward_steps,
-        response_window=prof.response_window,
-        fold_case=prof.fold_case,
-        strip_domain=prof.strip_domain,
-        strip_realm=prof.strip_realm,
-        factors=tuple(Factor(f) for f in prof.factors),
-        show_menu=prof.show_menu,
-        sms_prompt=prof.sms_prompt,
-        voice_prompt=prof.voice_prompt,
-        sms_text=prof.sms_text,
-        sms_sender=prof.sms_sender,
-        voice_caller_id=prof.voice_caller_id,
-        organisation=prof.organisation,
-        language=prof.language,
-        allowed_regions=frozenset(c.upper() for c in prof.allowed_countries),
-        default_region=prof.default_region,
-        code_length=prof.code_length,
-        exempt_users=frozenset(prof.exempt_users),
-        exempt_groups=frozenset(g.casefold() for g in prof.exempt_groups),
-        require_groups=frozenset(g.casefold() for g in prof.require_groups),
-        pass_reply_message=prof.pass_reply_message,
+        command_timeout=cfg.store.timeout,
     )
 
 
@@ -323,7 +285,7 @@ def ldap_settings(loaded: Loaded) -> LdapSettings:
         raise ConfigError(f"{loaded.path}: ldap: {exc}") from None
 
 
-def open_sender(loaded: Loaded) -> CodeSender | None:
+def open_sender(loaded: Loaded) -> MessageSender | None:
     """The SMS/voice provider, when some profile uses a phone factor."""
     cfg = loaded.config
     phone = {"sms", "voice", "approve"}
@@ -331,37 +293,34 @@ def open_sender(loaded: Loaded) -> CodeSender | None:
         return None
     if cfg.delivery.sender == "file":
         assert cfg.delivery.file is not None  # noqa: S101 (validated in config)
-        return FileCodeSender(cfg.delivery.file)
+        return FileMessageSender(cfg.delivery.file)
     assert loaded.twilio_auth_token is not None  # noqa: S101 (validated in config)
-    return TwilioCodeSender(
+    return TwilioMessageSender(
         account_sid=cfg.twilio.account_sid,
         auth_token=loaded.twilio_auth_token.get_secret_value(),
         timeout=cfg.delivery.timeout,
         api_base_url=cfg.twilio.api_base_url,
+        webhook_url=cfg.webhook.public_url.rstrip("/"),
     )
 
 
-def phone_settings(loaded: Loaded, keyring: Keyring) -> PhoneSettings:
-    """Limits, lockout and keys of the phone factors."""
+def engine_settings(loaded: Loaded, keyring: Keyring, can_send: bool) -> Settings:
+    """The cluster-wide engine settings: limits, lockout and the sent-code key.
+
+    Args:
+        loaded: the configuration.
+        keyring: the enrolment keyring (the sent-code key is derived from it, so every node
+            holding the same key file hashes codes alike).
+        can_send: a text/voice provider is configured.
+    """
     cfg = loaded.config
-    lim = cfg.limits
-    return PhoneSettings(
-        send_limits=limits.SendLimits(
-            per_user=limits.Rate(lim.user_sends, lim.user_window),
-            per_number=limits.Rate(lim.number_sends, lim.number_window),
-            per_region=limits.Rate(lim.country_sends, lim.country_window),
-            daily=lim.daily_sends,
-            cooldown=lim.cooldown,
-        ),
-        lockout=limits.Lockout(
-            threshold=cfg.lockout.threshold,
-            base_delay=cfg.lockout.base_delay,
-            max_delay=cfg.lockout.max_delay,
-            memory=cfg.lockout.memory,
-        ),
+    return Settings(
+        send_limits=send_limits(cfg),
+        lockout=lockout(cfg),
         code_key=keyring.derive(b"sent-code-hash"),
-        webhook_url=cfg.webhook.public_url.rstrip("/"),
         gather_seconds=cfg.webhook.gather_seconds,
+        can_send=can_send,
+        can_approve=can_send and bool(cfg.webhook.public_url),
     )
 
 
@@ -378,8 +337,8 @@ class Running:
     """
 
     addresses: list[tuple[str, int]]
-    servers: list[RadiusServer]
-    store: ChallengeStore
+    servers: list[UdpListener]
+    store: SharedState
     enrolments: EnrolmentStore
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -398,9 +357,9 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
     enrolments = await open_enrolments(loaded)
     store = open_store(loaded, clock)
     transports: list[asyncio.DatagramTransport] = []
-    servers: list[RadiusServer] = []
+    servers: list[UdpListener] = []
     primaries = Primaries(by_name={})
-    sender: CodeSender | None = None
+    sender: MessageSender | None = None
     webhook: WebhookServer | None = None
     admin: AdminServer | None = None
     try:
@@ -416,15 +375,6 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
         }
         deadlines = Deadlines()
         sender = open_sender(loaded)
-        phones = PhoneFactors(
-            sender=sender,
-            store=store,
-            clock=clock,
-            settings=phone_settings(loaded, keyring_from(loaded)),
-            deadlines=deadlines,
-            store_timeout=cfg.store.timeout,
-            send_timeout=cfg.delivery.timeout,
-        )
         if cfg.server.admin_socket is not None:
             admin = AdminServer(cfg.server.admin_socket, store)
             await admin.start()
@@ -436,20 +386,26 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
                 listen_port=hook_port,
                 public_url=cfg.webhook.public_url.rstrip("/"),
                 auth_token=loaded.twilio_auth_token.get_secret_value(),
-                store=store,
+                results=store,
+                marks=store,
             )
             await webhook.start()
-        authenticator = Authenticator(
-            deadlines=deadlines,
-            phones=phones,
-            users=BatchedUserLookup(enrolments),
-            store=store,
+        engine = Engine(
+            ports=Ports(
+                users=BatchedUserLookup(enrolments),
+                challenges=store,
+                marks=store,
+                results=store,
+                sender=sender,
+            ),
+            settings=engine_settings(loaded, keyring_from(loaded), sender is not None),
             clock=clock,
             timeouts=Timeouts(
-                store=cfg.store.timeout,
                 enrolment=cfg.enrolment.timeout,
                 primary=max(p.response_window for p in cfg.profiles().values()),
+                delivery=cfg.delivery.timeout,
             ),
+            deadlines=deadlines,
         )
         endpoint = Endpoint(
             client_table(loaded),
@@ -457,25 +413,24 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
             max_entries=cfg.server.reply_cache_entries,
             status_server=cfg.server.status_server,
         )
-        settings = ServerSettings(
+        handler = RequestHandler(
+            endpoint=endpoint,
+            engine=engine,
+            profiles=profiles,
+            replies=store,
+            clock=clock,
             node=node,
-            max_in_flight=cfg.server.max_in_flight,
             reply_ttl=cfg.server.reply_cache_ttl,
-            store_timeout=cfg.store.timeout,
-            status_server=cfg.server.status_server,
         )
         loop = asyncio.get_running_loop()
         addresses: list[tuple[str, int]] = []
         for index, item in enumerate(cfg.server.listen):
             host, port = parse_listen(item)
-            server = RadiusServer(
+            server = UdpListener(
                 endpoint=endpoint,
-                authenticator=authenticator,
-                profiles=profiles,
-                store=store,
+                handler=handler,
                 clock=clock,
-                settings=settings,
-                deadlines=deadlines,
+                max_in_flight=cfg.server.max_in_flight,
             )
             try:
                 transport, _ = await loop.create_datagram_endpoint(
@@ -526,7 +481,7 @@ def _os_reason(exc: OSError) -> str:
     return type(exc).__name__
 
 
-def _same(server: RadiusServer) -> RadiusServer:
+def _same(server: UdpListener) -> UdpListener:
     """Protocol factory returning an already built protocol (one socket, one protocol)."""
     return server
 

@@ -1,7 +1,9 @@
 """Logging: structlog set-up, the fixed audit keys, and redaction.
 
 One ``request_finished`` line per request carries the audit keys admins expect (user, client,
-outcome, reason, factor, ...). Secrets never reach a log line: the code never passes them to a
+outcome, reason, factor, ...): the request handler binds the request's fields to a logger it
+passes down and adds the engine's audit record, so no log line depends on ambient context.
+Secrets never reach a log line: the code never passes them to a
 logger, and as a last line of defence :func:`redact` drops a denylist of keys, masks phone
 numbers, and tracebacks are rendered without local variables (a frame's locals would hold the
 password being checked).
@@ -12,13 +14,14 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from contextvars import ContextVar
 from typing import Any, TextIO
 
 import orjson
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, WrappedLogger
+
+from mfa_radius.core.audit import phone_tail
 
 AUDIT_KEYS = (
     "req_id",
@@ -42,6 +45,8 @@ AUDIT_KEYS = (
 )
 """Keys of the canonical ``request_finished`` line, in the order admins read them."""
 
+__all__ = ["AUDIT_KEYS", "DENIED_KEYS", "configure", "flush", "mask_phone", "phone_tail", "redact"]
+
 DENIED_KEYS = frozenset(
     {
         "password",
@@ -62,44 +67,6 @@ DENIED_KEYS = frozenset(
 )
 """Keys never written, whatever their value: a last guard against a careless call."""
 
-_REQUEST: ContextVar[dict[str, object] | None] = ContextVar("mfa_radius_request", default=None)
-"""The audit fields of the request the current task works on (one dict per request)."""
-
-
-def start_request(**fields: object) -> dict[str, object]:
-    """Begin the audit fields of a request in the current task's context.
-
-    One context variable holding a dict, updated in place by :func:`note`, costs one
-    ``ContextVar.set`` per request; binding each field as its own context variable costs a
-    context copy per field, which showed as the largest single cost in the benchmark profile.
-
-    Args:
-        fields: the first fields (req_id, client, src, user, node, ...).
-
-    Returns:
-        The dict that :func:`note` fills and every log line of the request carries.
-    """
-    current = dict(fields)
-    _REQUEST.set(current)
-    return current
-
-
-def note(**fields: object) -> None:
-    """Add audit fields to the current request (no effect outside a request)."""
-    current = _REQUEST.get()
-    if current is not None:
-        current.update(fields)
-
-
-def merge_request(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    """Add the current request's audit fields to a log line (structlog processor)."""
-    current = _REQUEST.get()
-    if current:
-        for key, value in current.items():
-            event_dict.setdefault(key, value)
-    return event_dict
-
-
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -112,12 +79,6 @@ def mask_phone(number: str) -> str:
     """Keep the last two digits of a phone number: enough to recognise it, useless to abuse."""
     digits = [c for c in number if c.isdigit()]
     return "*" * max(len(digits) - 2, 0) + "".join(digits[-2:])
-
-
-def phone_tail(number: str) -> str:
-    """The audit ``phone_tail`` value: the last two digits, or empty."""
-    digits = [c for c in number if c.isdigit()]
-    return "".join(digits[-2:])
 
 
 def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -190,7 +151,6 @@ def configure(
         ]
     structlog.configure(
         processors=[
-            merge_request,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact,

@@ -1,9 +1,15 @@
-"""Interfaces between the orchestration (``service.py``, ``server.py``) and the outside world.
+"""Interfaces between the orchestration (``engine.py``, ``transport/``) and the outside world.
 
-Each port is a ``typing.Protocol`` implemented by an adapter in ``mfa_radius.adapters``.
-Every method may raise the port's ``BackendError`` subclass; none raises a library exception.
-Callers put a deadline on every await (``asyncio.timeout``); adapters also set their own
-socket timeouts so that a hung peer releases its resources.
+Each port is a small ``typing.Protocol`` for one job, implemented by an adapter in
+``mfa_radius.adapters``; one adapter may implement several (the memory and Redis stores each
+implement the four store ports). Every method may raise the port's ``BackendError`` subclass;
+none raises a library exception. Callers never ask which adapter they hold: what differs
+between an in-process table and a network server (deadlines, pipelining, cluster claims) stays
+behind the port. Adapters that do network I/O bound each call themselves, so that a hung peer
+releases its resources; the engine adds the request's own deadline on top.
+
+Each port has one contract test module run against every adapter
+(``tests/adapters/test_*_contract.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +17,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from mfa_radius.core.messages import ApproveCall, CodeCall, CodeText, Delivery, Message
 from mfa_radius.core.model import AuthAttempt, PendingChallenge, PrimaryResult, TotpToken, User
+
+__all__ = [
+    "ApproveCall",
+    "Challenges",
+    "Clock",
+    "CodeCall",
+    "CodeText",
+    "Delivery",
+    "EnrolmentStore",
+    "Marks",
+    "Message",
+    "MessageSender",
+    "PrimaryAuthenticator",
+    "ReplyCache",
+    "RequestClaim",
+    "ResultBus",
+    "SharedState",
+    "UserLookup",
+]
 
 
 class Clock(Protocol):
@@ -22,30 +48,15 @@ class Clock(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class RequestClaim:
-    """The answer of :meth:`ChallengeStore.claim_request`.
+# -- short-lived shared state ---------------------------------------------------------------
 
-    Attributes:
-        owner: True when this node must process the request.
-        reply: the reply another node already sent (resend it byte for byte), or None.
+
+class Challenges(Protocol):
+    """Pending challenges under their State's key, with a TTL, shared by every node.
+
+    Keys are opaque strings chosen by the caller; the store namespaces them. Raises
+    :class:`mfa_radius.errors.StoreUnavailable` when the store cannot answer.
     """
-
-    owner: bool
-    reply: bytes | None = None
-
-
-class ChallengeStore(Protocol):
-    """Short-lived state shared by every node: pending challenges, replay marks, reply cache.
-
-    Keys are opaque strings chosen by the caller; the store namespaces them. Every key written
-    has a TTL. Raises :class:`mfa_radius.errors.StoreUnavailable` when the store cannot answer.
-    """
-
-    shared: bool
-    """True when other nodes see this store over the network: its calls may block (they get a
-    deadline) and duplicate requests must be claimed in it. False for an in-process store,
-    whose calls never wait on I/O and which only this node sees."""
 
     async def put_challenge(self, key: str, record: PendingChallenge, ttl: float) -> None:
         """Store a pending challenge under ``key`` for ``ttl`` seconds (overwrites)."""
@@ -67,25 +78,19 @@ class ChallengeStore(Protocol):
         """
         ...
 
+
+class Marks(Protocol):
+    """One-time marks and windowed counters: TOTP replay, send limits, lockout.
+
+    Raises :class:`mfa_radius.errors.StoreUnavailable` when the store cannot answer.
+    """
+
     async def mark_once(self, key: str, ttl: float) -> bool:
         """Set a mark that exists for ``ttl`` seconds.
 
         Returns:
             True for the first caller (on any node); False while the mark exists.
         """
-        ...
-
-    async def claim_request(self, key: str, ttl: float) -> RequestClaim:
-        """Claim a request for processing (RFC 5080 §2.2.2 duplicate detection across nodes).
-
-        Returns:
-            ``owner=True`` for the first claimant; otherwise ``owner=False`` with the reply
-            already stored by :meth:`store_reply`, or None while it is still being worked on.
-        """
-        ...
-
-    async def store_reply(self, key: str, reply: bytes, ttl: float) -> None:
-        """Keep the reply of a claimed request so that duplicates get the same bytes."""
         ...
 
     async def count(self, key: str, window: float) -> int:
@@ -104,11 +109,60 @@ class ChallengeStore(Protocol):
         """Remove counters or marks (``mfa-radius user unlock``)."""
         ...
 
-    async def publish_result(self, key: str, value: str, ttl: float) -> None:
-        """Record the result of an out-of-band step (a keypress on an approve call).
 
-        The value is kept for ``ttl`` seconds and every node waiting on ``key`` learns it at
-        once (Redis: SET plus PUBLISH; memory: an event in the same process).
+@dataclass(frozen=True, slots=True)
+class RequestClaim:
+    """The answer of :meth:`ReplyCache.claim_request`.
+
+    Attributes:
+        owner: True when this node must process the request.
+        reply: the reply another node already sent (resend it byte for byte), or None.
+    """
+
+    owner: bool
+    reply: bytes | None = None
+
+
+class ReplyCache(Protocol):
+    """RFC 5080 §2.2.2 duplicate detection across the nodes of a cluster.
+
+    A request is claimed before it is worked on; every claim ends, whatever happens, either
+    in :meth:`store_reply` (duplicates then get those bytes) or in :meth:`release_request`
+    (a retransmission is then worked on afresh). An in-process store sees one node only, so
+    its claims always succeed at once: the endpoint's own reply cache already answers that
+    node's duplicates.
+    """
+
+    async def claim_request(self, key: str, ttl: float) -> RequestClaim:
+        """Claim a request for processing.
+
+        Returns:
+            ``owner=True`` for the first claimant; otherwise ``owner=False`` with the reply
+            already stored by :meth:`store_reply`, or None while it is still being worked on.
+        """
+        ...
+
+    async def store_reply(self, key: str, reply: bytes, ttl: float) -> None:
+        """Keep the reply of a claimed request so that duplicates get the same bytes.
+
+        Called before the reply is sent: an adapter that does network I/O bounds it tightly,
+        so that a slow store delays a reply by a fraction of a second at most.
+        """
+        ...
+
+    async def release_request(self, key: str) -> None:
+        """End a claim that produced no reply, so that a retransmission is worked on again."""
+        ...
+
+
+class ResultBus(Protocol):
+    """Results of out-of-band steps (the keypress of an approve call), seen by every node."""
+
+    async def publish_result(self, key: str, value: str, ttl: float) -> None:
+        """Record a result; every node waiting on ``key`` learns it at once.
+
+        The value is kept for ``ttl`` seconds (Redis: SET plus PUBLISH; memory: an event in
+        the same process).
         """
         ...
 
@@ -121,6 +175,13 @@ class ChallengeStore(Protocol):
         """
         ...
 
+
+class SharedState(Challenges, Marks, ReplyCache, ResultBus, Protocol):
+    """A whole store (memory or Redis) as the composition root holds it.
+
+    Every store port plus its life cycle; parts of the program receive only the port they use.
+    """
+
     async def ping(self) -> None:
         """Check that the store answers (for ``check-config`` and readiness)."""
         ...
@@ -128,6 +189,9 @@ class ChallengeStore(Protocol):
     async def close(self) -> None:
         """Release connections."""
         ...
+
+
+# -- enrolment ------------------------------------------------------------------------------
 
 
 class UserLookup(Protocol):
@@ -232,48 +296,27 @@ class EnrolmentStore(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A message or call the provider accepted.
+# -- messages -------------------------------------------------------------------------------
 
-    Attributes:
-        provider_id: the provider's id for it (Twilio's Message or Call SID), for the audit.
+
+class MessageSender(Protocol):
+    """Delivers text messages and calls (Twilio, or a file for labs).
+
+    Raises :class:`mfa_radius.errors.DeliveryFailed` (``permanent`` for a refused number,
+    otherwise an outage) and never retries a request that may have been delivered: one login
+    attempt is at most one message or call.
     """
 
-    provider_id: str
-
-
-class CodeSender(Protocol):
-    """Sends text messages and places calls (Twilio, or a file for labs).
-
-    Every method raises :class:`mfa_radius.errors.DeliveryFailed` (``permanent`` for a
-    refused number, otherwise an outage) and never retries a request that may have been
-    delivered: one login attempt is at most one message or call.
-    """
-
-    async def send_sms(self, to: str, body: str, *, sender: str) -> Delivery:
-        """Send ``body`` to the E.164 number ``to`` from ``sender``.
-
-        Args:
-            to: E.164 destination.
-            body: the text (contains the code: never logged).
-            sender: an E.164 number or a Messaging Service SID (``MG...``).
-        """
-        ...
-
-    async def call(self, to: str, twiml: str, *, caller_id: str) -> Delivery:
-        """Place a call to ``to`` that plays ``twiml`` (TwiML: <Say>, <Gather>).
-
-        Args:
-            to: E.164 destination.
-            twiml: the call's instructions (may contain a code: never logged).
-            caller_id: the E.164 number shown to the callee (carriers may drop it).
-        """
+    async def send(self, message: Message) -> Delivery:
+        """Deliver one message or place one call."""
         ...
 
     async def close(self) -> None:
         """Release HTTP sessions."""
         ...
+
+
+# -- primary ----------------------------------------------------------------------------------
 
 
 class PrimaryAuthenticator(Protocol):

@@ -1,11 +1,14 @@
 """The HTTP listener that receives Twilio's answer to an approve phone call.
 
 Responsibility: when the proxy calls a user to approve a sign-in, the call's TwiML
-(``core.twiml.approve_twiml``) asks Twilio to POST the pressed key to
-``{public_url}/approve?t={token}``. Twilio reaches *whichever* node the reverse proxy picks, while
-another node holds the Access-Request; this module checks that the request really comes from
-Twilio and hands the answer to every node through :meth:`ChallengeStore.publish_result`, where
-the waiting node's :meth:`ChallengeStore.wait_result` picks it up at once.
+(``adapters.twilio.twiml.approve_twiml``, built by the Twilio sender) asks Twilio to POST the
+pressed key to ``{public_url}/approve?t={token}``. Twilio reaches *whichever* node the reverse
+proxy picks, while another node holds the Access-Request; this module checks that the request
+really comes from Twilio and hands the answer to every node through
+:meth:`ResultBus.publish_result`, where the waiting node's :meth:`ResultBus.wait_result` picks
+it up at once. The URL and the reply document come from the same TwiML module as the call, so
+the URL checked here is the one Twilio was given; what a key means comes from
+``core.call_result``.
 
 Rules this module keeps:
 
@@ -15,8 +18,8 @@ Rules this module keeps:
   trusted). A missing or wrong signature gets 403 and records nothing.
 * **Cheap checks before any store call.** The token's shape is checked first (400), bodies are
   capped at :data:`MAX_BODY_BYTES` (413), so junk traffic never reaches Redis.
-* **One answer per call.** The first signed answer for a token is recorded (``mark_once`` on
-  ``hook:{token}``); a replay gets the same polite TwiML and changes nothing.
+* **One answer per call.** The first signed answer for a token is recorded (:meth:`Marks.mark_once`
+  on ``hook:{token}``); a replay gets the same polite TwiML and changes nothing.
 * **Secrets stay out of logs and reprs**: the auth token, the signature and the raw call token
   are never logged; a token appears only as ``token_id`` (first 8 hex of its SHA-256). The
   access log is off because it would print the query string.
@@ -36,13 +39,10 @@ import structlog
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-from mfa_radius.core.twiml import (
-    approve_action_url,
-    reply_twiml,
-    result_for_digits,
-)
+from mfa_radius.adapters.twilio.twiml import approve_action_url, reply_twiml
+from mfa_radius.core.call_result import result_for_digits
 from mfa_radius.errors import BackendError
-from mfa_radius.ports import ChallengeStore
+from mfa_radius.ports import Marks, ResultBus
 
 log = structlog.get_logger("mfa_radius.webhook")
 
@@ -86,7 +86,9 @@ class WebhookServer:
         public_url: the URL Twilio reaches this listener at, as the reverse proxy exposes it
             (``https://mfa.example.org/twilio``); signatures are checked against it.
         auth_token: the Twilio auth token that signs callbacks (never logged or shown).
-        store: where results are published for the node that waits for them.
+        results: where results are published for the node that waits for them.
+        marks: where the first answer per token is marked, so that a replay changes nothing
+            (the same store as ``results`` in practice: one mark and one result per call).
         result_ttl: seconds a result (and the replay mark) is kept.
 
     Raises:
@@ -101,7 +103,8 @@ class WebhookServer:
         listen_port: int,
         public_url: str,
         auth_token: str,
-        store: ChallengeStore,
+        results: ResultBus,
+        marks: Marks,
         result_ttl: float = 120.0,
     ) -> None:
         parts = urlsplit(public_url)
@@ -117,7 +120,8 @@ class WebhookServer:
         self._listen_port = listen_port
         self._public_url = public_url.rstrip("/")
         self._validator = RequestValidator(auth_token)
-        self._store = store
+        self._results = results
+        self._marks = marks
         self._result_ttl = result_ttl
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post(parts.path.rstrip("/") + "/approve", self._approve)
@@ -209,9 +213,9 @@ class WebhookServer:
         call_sid = params.get("CallSid")
         call_sid = call_sid if isinstance(call_sid, str) else ""
         try:
-            first = await self._store.mark_once(f"hook:{token}", self._result_ttl)
+            first = await self._marks.mark_once(f"hook:{token}", self._result_ttl)
             if first:
-                await self._store.publish_result(token, result.value, self._result_ttl)
+                await self._results.publish_result(token, result.value, self._result_ttl)
         except BackendError as exc:
             log.warning("backend_failed", backend=exc.backend, error=exc.detail, token_id=tid)
             return web.Response(status=503, text="unavailable")

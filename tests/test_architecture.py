@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mfa_radius"
-PURE = sorted([*(PACKAGE / "core").glob("*.py"), *(PACKAGE / "radius").glob("*.py")])
+PURE = sorted([*(PACKAGE / "core").rglob("*.py"), *(PACKAGE / "radius").rglob("*.py")])
 FORBIDDEN = {
     "asyncio",
     "socket",
     "time",
     "random",
+    "secrets",
     "logging",
     "structlog",
     "subprocess",

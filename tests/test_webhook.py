@@ -1,9 +1,10 @@
-"""WebhookServer over real loopback HTTP, and the TwiML builders.
+"""WebhookServer over real loopback HTTP, and the meaning of the keys it receives.
 
 Callbacks are signed the way Twilio signs them: twilio's own ``RequestValidator`` computes the
 signature over the public URL the proxy gave Twilio. Results land in a real store (memory, or
-two Redis stores for two nodes). "No store access" is shown with a store that cannot answer:
-any store call would turn the reply into 503.
+two Redis stores for two nodes), which serves as both the result bus and the replay marks. "No
+store access" is shown with a store that cannot answer: any store call would turn the reply
+into 503. The TwiML documents themselves are tested in ``tests/adapters/test_twilio_twiml.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import secrets
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
 
 import aiohttp
 import pytest
@@ -21,8 +23,8 @@ from twilio.request_validator import RequestValidator
 
 from mfa_radius.adapters.memory_store import MemoryChallengeStore
 from mfa_radius.adapters.redis_store import RedisChallengeStore
-from mfa_radius.core.twiml import CallResult, approve_twiml, code_twiml, result_for_digits
-from mfa_radius.ports import ChallengeStore
+from mfa_radius.core.call_result import CallResult, result_for_digits
+from mfa_radius.ports import Marks, ResultBus
 from mfa_radius.webhook import TOKEN_BYTES, WebhookServer
 from tests.support.clock import FakeClock
 from tests.support.ports import LOOPBACK, free_tcp_port
@@ -89,13 +91,18 @@ class Hook:
             return response.status, response.content_type, await response.text()
 
 
-async def start_hook(store: ChallengeStore) -> WebhookServer:
+class HookStore(ResultBus, Marks, Protocol):
+    """A store that is both ports the webhook uses, as the memory and Redis stores are."""
+
+
+async def start_hook(store: HookStore) -> WebhookServer:
     server = WebhookServer(
         listen_host=LOOPBACK,
         listen_port=0,
         public_url=PUBLIC_URL,
         auth_token=AUTH_TOKEN,
-        store=store,
+        results=store,
+        marks=store,
     )
     await server.start()
     return server
@@ -352,7 +359,8 @@ class TestConstruction:
             listen_port=0,
             public_url=PUBLIC_URL,
             auth_token=AUTH_TOKEN,
-            store=store,
+            results=store,
+            marks=store,
         )
         assert AUTH_TOKEN not in repr(server)
 
@@ -368,7 +376,8 @@ class TestConstruction:
                 listen_port=0,
                 public_url=url,
                 auth_token=AUTH_TOKEN,
-                store=store,
+                results=store,
+                marks=store,
             )
 
     def test_action_url_appends_route_and_token(self, store: MemoryChallengeStore) -> None:
@@ -378,7 +387,8 @@ class TestConstruction:
             listen_port=0,
             public_url=PUBLIC_URL + "/",
             auth_token=AUTH_TOKEN,
-            store=store,
+            results=store,
+            marks=store,
         )
         token = new_token()
         assert server.action_url(token) == f"{PUBLIC_URL}/approve?t={token}"
@@ -390,7 +400,8 @@ class TestConstruction:
             listen_port=0,
             public_url=PUBLIC_URL,
             auth_token=AUTH_TOKEN,
-            store=store,
+            results=store,
+            marks=store,
         )
         with pytest.raises(ValueError, match="token"):
             server.action_url("a&b=c")
@@ -412,66 +423,3 @@ class TestResultForDigits:
     def test_maps_digits_to_result(self, digits: str | None, expected: CallResult) -> None:
         """Only 1 approves and only 9 reports fraud; everything else denies."""
         assert result_for_digits(digits) is expected
-
-
-class TestApproveTwiml:
-    def test_renders_known_answer(self) -> None:
-        """The document matches the agreed TwiML exactly."""
-        twiml = approve_twiml(
-            action_url="https://h/twilio/approve?t=abc",
-            organisation="Example",
-            language="en-GB",
-            timeout_s=8,
-        )
-        assert twiml == (
-            '<?xml version="1.0" encoding="UTF-8"?><Response>'
-            '<Gather numDigits="1" action="https://h/twilio/approve?t=abc" method="POST" '
-            'timeout="8"><Say language="en-GB">This is Example. Press 1 to approve the sign-in. '
-            "Press 9 to report that you did not try to sign in.</Say></Gather>"
-            '<Say language="en-GB">No key pressed. Goodbye.</Say></Response>'
-        )
-
-    def test_escapes_markup_in_values(self) -> None:
-        """Organisation and URL with XML special characters survive a parse unchanged."""
-        url = 'https://h/approve?t=abc&x="1"'
-        twiml = approve_twiml(
-            action_url=url, organisation="A&B <Ltd>", language="en-GB", timeout_s=8
-        )
-        gather = parse_twiml(twiml).find("Gather")
-        assert gather is not None
-        assert gather.get("action") == url
-        assert "A&B <Ltd>" in (gather.findtext("Say") or "")
-
-    def test_rejects_timeout_below_one(self) -> None:
-        """A zero timeout would hang up before the callee could press a key."""
-        with pytest.raises(ValueError, match="timeout_s"):
-            approve_twiml(action_url="https://h/a", organisation="E", language="en", timeout_s=0)
-
-
-class TestCodeTwiml:
-    def test_reads_code_digit_by_digit_twice(self) -> None:
-        """The code is spoken as separate digits, twice."""
-        twiml = code_twiml("123456", organisation="Example", language="en-US")
-        spoken = [say.text for say in parse_twiml(twiml).iter("Say")]
-        assert spoken.count("1, 2, 3, 4, 5, 6.") == 2
-
-    def test_pauses_between_parts(self) -> None:
-        """Pauses separate the introduction, the two readings and the goodbye."""
-        twiml = code_twiml("42", organisation="Example", language="en-US")
-        tags = [element.tag for element in parse_twiml(twiml)]
-        assert tags == ["Say", "Pause", "Say", "Pause", "Say", "Say", "Pause", "Say"]
-
-    def test_uses_language_for_every_say(self) -> None:
-        """Every spoken part uses the configured language."""
-        twiml = code_twiml("42", organisation="Example", language="de-DE")
-        assert {say.get("language") for say in parse_twiml(twiml).iter("Say")} == {"de-DE"}
-
-    @pytest.mark.parametrize(
-        "code",
-        ["", "12a4", "\uff11\uff12\uff13", "1" * 17],
-        ids=["empty", "letter", "fullwidth", "long"],
-    )
-    def test_rejects_code_not_digits(self, code: str) -> None:
-        """Only 1 to 16 ASCII digits are read out."""
-        with pytest.raises(ValueError, match="digits"):
-            code_twiml(code, organisation="Example", language="en-US")

@@ -1,4 +1,4 @@
-"""FileCodeSender: the lab's "phone", a text file that receives every SMS and call.
+"""FileMessageSender: the lab's "phone", a text file that receives every SMS and call.
 
 For labs, demos and development, where no SMS provider is wanted. Each message or call
 appends one line::
@@ -6,7 +6,11 @@ appends one line::
     2026-11-25T09:30:01.123+00:00<TAB>sms<TAB>*********67<TAB>Your code is 123456
 
 (UTC time, ``sms`` or ``call``, the number masked to its last two digits, the text). For a
-call the text is what would be spoken: the ``<Say>`` elements of its TwiML.
+call the text is what the call would speak, in the words of a real Twilio call
+(:func:`~mfa_radius.adapters.twilio.twiml.code_speech`,
+:func:`~mfa_radius.adapters.twilio.twiml.approve_speech`), built from the domain value: no
+TwiML is built or parsed here. An approve call's token is not written: the file cannot answer
+the call, and the token is the webhook's secret.
 
 **The code is written to the file by design**: the file stands in for the user's phone, so
 it holds what the phone would show. Never point a production proxy at this sender; protect
@@ -23,20 +27,23 @@ import asyncio
 import itertools
 from datetime import UTC, datetime
 from pathlib import Path
-from xml.etree import ElementTree
+from typing import Literal, assert_never
 
 import structlog
 
 from mfa_radius import logs
+from mfa_radius.adapters.twilio.twiml import approve_speech, code_speech
 from mfa_radius.errors import DeliveryFailed, map_errors
-from mfa_radius.ports import Delivery
+from mfa_radius.ports import ApproveCall, CodeCall, CodeText, Delivery, Message
 
 log = structlog.get_logger(__name__)
 
 _BACKEND = "file"
 
+Kind = Literal["sms", "call"]
 
-class FileCodeSender:
+
+class FileMessageSender:
     """Appends each SMS and call to a text file, one line each.
 
     Args:
@@ -48,44 +55,41 @@ class FileCodeSender:
         self._numbers = itertools.count(1)
 
     def __repr__(self) -> str:
-        return f"FileCodeSender({self._path!r})"
+        return f"FileMessageSender({self._path!r})"
 
-    async def send_sms(self, to: str, body: str, *, sender: str) -> Delivery:
-        """Append the message ``body`` for ``to`` (``sender`` is not recorded).
+    async def send(self, message: Message) -> Delivery:
+        """Append one line for ``message``: a text's body, or the words a call would speak.
+
+        The sender of a text and the caller id of a call are not recorded: the lab's phone
+        has no use for them.
 
         Args:
-            to: destination number (written masked).
-            body: the text, written as is (one line).
-            sender: ignored; kept for the :class:`~mfa_radius.ports.CodeSender` signature.
+            message: the text message or call; its number is written masked.
 
         Returns:
             ``file-<n>``, n counting the lines this sender wrote.
 
         Raises:
             DeliveryFailed: the file cannot be written.
+            ValueError: a :class:`CodeCall`'s code is not 1 to 16 ASCII digits (a programming
+                error, refused as a real call would be).
         """
-        return await self._append("sms", to, body)
-
-    async def call(self, to: str, twiml: str, *, caller_id: str) -> Delivery:
-        """Append the words the call to ``to`` would speak.
-
-        Args:
-            to: destination number (written masked).
-            twiml: the call's TwiML; the text of its ``<Say>`` elements is written.
-            caller_id: ignored; kept for the :class:`~mfa_radius.ports.CodeSender` signature.
-
-        Returns:
-            ``file-<n>``, n counting the lines this sender wrote.
-
-        Raises:
-            DeliveryFailed: the file cannot be written.
-        """
-        return await self._append("call", to, spoken_text(twiml))
+        match message:
+            case CodeText():
+                return await self._append("sms", message.to, message.body)
+            case CodeCall():
+                spoken = code_speech(message.code, organisation=message.organisation)
+                return await self._append("call", message.to, " ".join(spoken))
+            case ApproveCall():
+                asked = approve_speech(organisation=message.organisation)
+                return await self._append("call", message.to, " ".join(asked))
+            case _:
+                assert_never(message)
 
     async def close(self) -> None:
         """Nothing to release: the file is opened for each line."""
 
-    async def _append(self, kind: str, to: str, text: str) -> Delivery:
+    async def _append(self, kind: Kind, to: str, text: str) -> Delivery:
         provider_id = f"file-{next(self._numbers)}"
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
         line = "\t".join((stamp, kind, logs.mask_phone(to), " ".join(text.split()))) + "\n"
@@ -105,18 +109,3 @@ class FileCodeSender:
         # from several threads do not interleave.
         with self._path.open("a", encoding="utf-8") as file:
             file.write(line)
-
-
-def spoken_text(twiml: str) -> str:
-    """Return the words of the ``<Say>`` elements of ``twiml``, in order.
-
-    The TwiML is built by this proxy, never received from outside, so the standard library
-    parser is safe here. Unparsable TwiML, or TwiML without ``<Say>``, is returned as is so
-    the tester still sees what was sent.
-    """
-    try:
-        root = ElementTree.fromstring(twiml)  # noqa: S314 (our own TwiML, not remote input)
-    except ElementTree.ParseError:
-        return twiml
-    said = [" ".join("".join(say.itertext()).split()) for say in root.iter("Say")]
-    return " ".join(part for part in said if part) or twiml

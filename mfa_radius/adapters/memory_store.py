@@ -95,7 +95,7 @@ def _expiry(now: float, ttl: float) -> float:
 
 
 class MemoryChallengeStore:
-    """A ``ports.ChallengeStore`` in process memory for a single node.
+    """The store ports (``ports.SharedState``) in process memory for a single node.
 
     Args:
         clock: source of the current time; entries expire against it.
@@ -104,9 +104,6 @@ class MemoryChallengeStore:
             0.25-0.4 KiB per entry (measured with 32-hex-digit keys: a mark, a challenge with
             one attribute).
     """
-
-    shared = False
-    """In-process: calls never wait on I/O, and only this node sees the store."""
 
     def __init__(self, clock: Clock, *, max_entries: int = 1_000_000) -> None:
         if max_entries < 1:
@@ -222,6 +219,12 @@ class MemoryChallengeStore:
         """
         now = self._clock.now()
         self._insert(self._requests, key, (_expiry(now, ttl), reply), now)
+
+    async def release_request(self, key: str) -> None:
+        """End a claim that produced no reply: the next retransmission is worked on again."""
+        entry = self._requests.get(key)
+        if entry is not None and entry[1] is None:
+            del self._requests[key]
 
     async def count(self, key: str, window: float) -> int:
         """Add one to a counter that lives ``window`` seconds from its first hit.

@@ -1,6 +1,6 @@
 """RedisChallengeStore: the challenge store shared by every node of a cluster.
 
-Responsibility: implement ``ports.ChallengeStore`` on Redis (>= 6.2 for GETDEL) with
+Responsibility: implement the store ports (``ports.SharedState``) on Redis (>= 6.2 for GETDEL) with
 redis.asyncio and hiredis, so that any node can finish a challenge another node started and a
 retransmitted request is answered once across the cluster. Values are JSON (orjson), never
 pickle.
@@ -128,6 +128,12 @@ return redis.call('GET', KEYS[1])
 """
 """Claim or read a request marker atomically: 1 for the new owner, else the stored value."""
 
+_RELEASE_LUA: Final = """
+if redis.call('GET', KEYS[1]) == '' then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+"""End an in-progress claim, but never delete a reply another step already stored."""
+
 _COUNT_LUA: Final = """
 local n = redis.call('INCR', KEYS[1])
 if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
@@ -206,8 +212,9 @@ class _Pipeliner:
     so nobody waits for company.
     """
 
-    def __init__(self, redis: Redis, max_batch: int = 256) -> None:
+    def __init__(self, redis: Redis, deadline: float, max_batch: int = 256) -> None:
         self._redis = redis
+        self._deadline = deadline
         self._max_batch = max_batch
         self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._scheduled = False
@@ -241,7 +248,10 @@ class _Pipeliner:
         for args, _ in batch:
             pipe.execute_command(*args)
         try:
-            replies = await pipe.execute(raise_on_error=False)
+            # One deadline per batch bounds every caller in it, whatever redis-py's pool wait,
+            # socket timeouts and reconnect add up to (a hung server would hold them longer).
+            async with asyncio.timeout(self._deadline):
+                replies = await pipe.execute(raise_on_error=False)
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()
@@ -266,7 +276,7 @@ class _Pipeliner:
 
 
 class RedisChallengeStore:
-    """A ``ports.ChallengeStore`` on Redis, shared by every node of a cluster.
+    """A the store ports (``ports.SharedState``) on Redis, shared by every node of a cluster.
 
     Connection settings come either from ``url`` or from the separate arguments. ``url``
     accepts the three redis-py schemes::
@@ -291,14 +301,16 @@ class RedisChallengeStore:
         ca_file: PEM bundle that verifies the server certificate; None for the system store.
         max_connections: upper bound of the connection pool; a command waits at most
             ``connect_timeout + socket_timeout`` seconds for a free connection.
+        command_timeout: the longest any command may take, pool wait and reconnect
+            included; past it the command fails with ``StoreUnavailable`` (the caller's fail
+            mode decides). The store bounds itself so that no caller needs to.
+        reply_timeout: the longest :meth:`store_reply` may take: the reply to the NAS waits
+            for it, so it is kept short.
 
     Raises:
         ValueError: a timeout or the pool size is not positive, or ``tls``/``ca_file`` is set
             with a URL that is not ``rediss://``.
     """
-
-    shared = True
-    """Shared by every node over the network: calls may block and get deadlines."""
 
     def __init__(
         self,
@@ -315,9 +327,14 @@ class RedisChallengeStore:
         tls: bool = False,
         ca_file: str | None = None,
         max_connections: int = 64,
+        command_timeout: float = 1.0,
+        reply_timeout: float = 0.25,
     ) -> None:
         if not (socket_timeout > 0 and connect_timeout > 0):
             raise ValueError("socket_timeout and connect_timeout must be positive")
+        if not (command_timeout > 0 and reply_timeout > 0):
+            raise ValueError("command_timeout and reply_timeout must be positive")
+        self._reply_timeout = min(reply_timeout, command_timeout)
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         self._chal = f"{key_prefix}chal:"
@@ -362,9 +379,10 @@ class RedisChallengeStore:
                 **connection,
             )
         self._redis = Redis.from_pool(pool)
-        self._pipe = _Pipeliner(self._redis)
+        self._pipe = _Pipeliner(self._redis, command_timeout)
         self._add_attempt = self._redis.register_script(_ADD_ATTEMPT_LUA)
         self._claim = self._redis.register_script(_CLAIM_LUA)
+        self._release = self._redis.register_script(_RELEASE_LUA)
         self._count = self._redis.register_script(_COUNT_LUA)
         self._publish = self._redis.register_script(_PUBLISH_LUA)
         # The subscriber's own pool, with the same connection options: a subscribed connection
@@ -473,7 +491,17 @@ class RedisChallengeStore:
             StoreUnavailable: Redis did not answer or refused the command.
         """
         with map_errors(_ERRORS, _BACKEND):
-            await self._pipe.call("SET", self._req + key, reply, "PX", _px(ttl))
+            async with asyncio.timeout(self._reply_timeout):
+                await self._pipe.call("SET", self._req + key, reply, "PX", _px(ttl))
+
+    async def release_request(self, key: str) -> None:
+        """End a claim that produced no reply (Lua: delete the marker only if still empty).
+
+        Raises:
+            StoreUnavailable: Redis did not answer or refused the command.
+        """
+        with map_errors(_ERRORS, _BACKEND):
+            await self._run_script(self._release, [self._req + key], [])
 
     async def count(self, key: str, window: float) -> int:
         """Add one to a counter that lives ``window`` seconds from its first hit (one round trip).

@@ -33,12 +33,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import structlog
 
-from mfa_radius import logs
 from mfa_radius.adapters.radius_client import RadiusConnection
 from mfa_radius.core.model import (
     AuthAttempt,
@@ -469,8 +468,7 @@ class UpstreamRadiusAuthenticator:
             reply = await self._exchange(server, Code.ACCESS_REQUEST, attributes, password=password)
             if reply is None:
                 continue
-            logs.note(upstream=server.name)
-            return self._result(server, reply)
+            return replace(self._result(server, reply), upstream=server.name)
         raise PrimaryUnavailable("upstream", "no home server answered")
 
     def _request_attributes(

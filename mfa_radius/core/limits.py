@@ -10,12 +10,17 @@ Wrong codes are counted per user across challenges; past a threshold the user is
 for a time that doubles with every further failure. The count starts only after a correct
 password, so someone who knows only a username cannot lock its owner out.
 
-This module computes names, limits and back-off; the service performs the counting.
+This module computes names, limits and back-off, and says which counters to touch as effects
+(``Count``, ``MarkOnce``, ``PeekCount``, ``Forget``); the engine's runner performs them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from mfa_radius.core.audit import Notes
+from mfa_radius.core.effects import Count, Forget, MarkOnce, PeekCount, Steps, ask
+from mfa_radius.core.phones import region_of
 
 DAY = 86_400.0
 
@@ -111,3 +116,49 @@ def lockout_delay(failures: int, lockout: Lockout) -> float:
     if failures < lockout.threshold:
         return 0.0
     return float(min(lockout.base_delay * 2 ** (failures - lockout.threshold), lockout.max_delay))
+
+
+def locked(username: str) -> Steps[bool]:
+    """Whether wrong codes have locked the user out for now."""
+    return (yield from ask(PeekCount(lock_key(username)))) > 0
+
+
+def count_failure(username: str, lockout: Lockout, notes: Notes) -> Steps[bool]:
+    """Count one wrong code; lock the user when past the threshold. True when locked."""
+    failures = yield from ask(Count(failures_key(username), lockout.memory))
+    delay = lockout_delay(failures, lockout)
+    if not delay:
+        return False
+    yield from ask(Count(lock_key(username), delay))
+    notes.notice("user_locked", failures=failures, seconds=delay)
+    return True
+
+
+def clear_failures(username: str) -> Steps[None]:
+    """Forget the user's wrong codes after a successful login."""
+    yield from ask(Forget((failures_key(username),)))
+
+
+def lock_for_fraud(username: str, lockout: Lockout) -> Steps[None]:
+    """Lock the user for the longest lockout: they said the attempt was not theirs."""
+    yield from ask(Count(lock_key(username), lockout.max_delay))
+
+
+def within_limits(
+    limits: SendLimits, *, username: str, phone: str, now: float, notes: Notes
+) -> Steps[bool]:
+    """Count one send against every limit; False (and the limit noted) when one is exceeded.
+
+    The cool-down mark comes first, so a user hammering the prompt spends no counter.
+    """
+    if not (yield from ask(MarkOnce(cooldown_key(username), limits.cooldown))):
+        notes.note(limit="cooldown")
+        return False
+    counters = send_counters(
+        limits, username=username, number=phone, region=region_of(phone), day=int(now // DAY)
+    )
+    for key, rate, reason in counters:
+        if (yield from ask(Count(key, rate.window))) > rate.count:
+            notes.note(limit=reason)
+            return False
+    return True

@@ -331,10 +331,12 @@ class PrimaryAccept:
         attributes: reply attributes the backend granted (Class, Filter-Id, ...), kept for the
             final Access-Accept.
         identity: directory attributes of the user, when the backend reads them.
+        upstream: the home server that answered (upstream RADIUS only; audit ``upstream``).
     """
 
     attributes: tuple[Attribute, ...] = ()
     identity: Identity | None = None
+    upstream: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,10 +346,12 @@ class PrimaryReject:
     Attributes:
         reason: ``bad_password``, ``unknown_user`` or ``primary_rejected``.
         message: the backend's Reply-Message, if any.
+        upstream: the home server that answered (upstream RADIUS only).
     """
 
     reason: RejectReason
     message: str | None = None
+    upstream: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,10 +364,12 @@ class PrimaryChallenge:
     Attributes:
         state: the upstream's State value (opaque; sent back unchanged).
         prompt: the upstream's Reply-Message text.
+        upstream: the home server that sent it.
     """
 
     state: bytes
     prompt: str = ""
+    upstream: str = ""
 
 
 PrimaryResult = PrimaryAccept | PrimaryReject | PrimaryChallenge

@@ -1,4 +1,4 @@
-"""FileCodeSender: the lab's phone is a file with one line per message or call."""
+"""FileMessageSender: the lab's phone is a file with one line per message or call."""
 
 from __future__ import annotations
 
@@ -9,15 +9,25 @@ from pathlib import Path
 import pytest
 import structlog
 
-from mfa_radius.adapters.file_sender import FileCodeSender, spoken_text
+from mfa_radius.adapters.file_sender import FileMessageSender
 from mfa_radius.errors import DeliveryFailed
+from mfa_radius.ports import ApproveCall, CodeCall, CodeText, Message
 
 PHONE = "+15005550987"
 SENDER = "+15005550006"
 BODY = "Your sign-in code is 483920"
-TWIML = (
-    "<Response><Gather numDigits='1'><Say>Your code is</Say>"
-    "<Say> 4 8 3 9 2 0 </Say></Gather><Pause length='1'/></Response>"
+TOKEN = "Zm9vYmFyYmF6cXV4MTIzNA"
+TEXT = CodeText(to=PHONE, body=BODY, sender=SENDER)
+VOICE = CodeCall(
+    to=PHONE, code="483920", organisation="Example", language="en-US", caller_id=SENDER
+)
+APPROVE = ApproveCall(
+    to=PHONE,
+    token=TOKEN,
+    organisation="Example",
+    language="en-US",
+    caller_id=SENDER,
+    gather_seconds=10,
 )
 
 
@@ -25,11 +35,15 @@ def _lines(path: Path) -> list[list[str]]:
     return [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-class TestFileCodeSender:
+def _text(body: str) -> CodeText:
+    return CodeText(to=PHONE, body=body, sender=SENDER)
+
+
+class TestFileMessageSender:
     async def test_sms_line_has_time_kind_masked_number_and_body(self, tmp_path: Path) -> None:
         """An SMS appends one line: UTC ISO time, "sms", the masked number and the body."""
         path = tmp_path / "phone.txt"
-        delivery = await FileCodeSender(path).send_sms(PHONE, BODY, sender=SENDER)
+        delivery = await FileMessageSender(path).send(TEXT)
 
         [[stamp, kind, number, text]] = _lines(path)
         assert datetime.fromisoformat(stamp).utcoffset() is not None
@@ -37,23 +51,38 @@ class TestFileCodeSender:
         assert PHONE not in path.read_text(encoding="utf-8")
         assert delivery.provider_id == "file-1"
 
-    async def test_call_line_has_the_spoken_text(self, tmp_path: Path) -> None:
-        """A call appends the words of its <Say> elements, not the TwiML markup."""
+    async def test_voice_call_line_has_the_spoken_words(self, tmp_path: Path) -> None:
+        """A voice code appends the words the call speaks: the code digit by digit, twice."""
         path = tmp_path / "phone.txt"
-        await FileCodeSender(path).call(PHONE, TWIML, caller_id=SENDER)
+        await FileMessageSender(path).send(VOICE)
 
         [[_, kind, number, text]] = _lines(path)
-        assert (kind, number, text) == ("call", "*********87", "Your code is 4 8 3 9 2 0")
+        assert (kind, number) == ("call", "*********87")
+        assert text == (
+            "This is Example. Your sign-in code is: 4, 8, 3, 9, 2, 0. "
+            "Again: 4, 8, 3, 9, 2, 0. Goodbye."
+        )
+
+    async def test_approve_call_line_has_the_question_not_the_token(self, tmp_path: Path) -> None:
+        """An approve call appends its question and goodbye; the webhook token stays out."""
+        path = tmp_path / "phone.txt"
+        await FileMessageSender(path).send(APPROVE)
+
+        [[_, kind, number, text]] = _lines(path)
+        assert (kind, number) == ("call", "*********87")
+        assert text == (
+            "This is Example. Press 1 to approve the sign-in. "
+            "Press 9 to report that you did not try to sign in. No key pressed. Goodbye."
+        )
+        assert TOKEN not in path.read_text(encoding="utf-8")
 
     async def test_appends_and_numbers_each_delivery(self, tmp_path: Path) -> None:
         """Every message adds a line and gets the next file-<n> id, concurrent ones too."""
         path = tmp_path / "phone.txt"
         path.write_text("earlier line\n", encoding="utf-8")
-        sender = FileCodeSender(path)
+        sender = FileMessageSender(path)
 
-        deliveries = await asyncio.gather(
-            *(sender.send_sms(PHONE, f"code {n}", sender=SENDER) for n in range(5))
-        )
+        deliveries = await asyncio.gather(*(sender.send(_text(f"code {n}")) for n in range(5)))
 
         assert sorted(d.provider_id for d in deliveries) == [f"file-{n}" for n in range(1, 6)]
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -63,44 +92,43 @@ class TestFileCodeSender:
     async def test_multiline_text_stays_on_one_line(self, tmp_path: Path) -> None:
         """Line breaks in a message are folded so that one delivery is one line."""
         path = tmp_path / "phone.txt"
-        await FileCodeSender(path).send_sms(PHONE, "Code:\n483920\r\nbye", sender=SENDER)
+        await FileMessageSender(path).send(_text("Code:\n483920\r\nbye"))
 
         [[*_, text]] = _lines(path)
         assert text == "Code: 483920 bye"
 
     async def test_unwritable_file_raises_delivery_failed(self, tmp_path: Path) -> None:
         """A file in a missing directory gives a transient DeliveryFailed from the file backend."""
-        sender = FileCodeSender(tmp_path / "missing" / "phone.txt")
+        sender = FileMessageSender(tmp_path / "missing" / "phone.txt")
         with pytest.raises(DeliveryFailed) as caught:
-            await sender.send_sms(PHONE, BODY, sender=SENDER)
+            await sender.send(TEXT)
 
         assert caught.value.backend == "file"
         assert not caught.value.permanent
         assert PHONE not in str(caught.value)
 
-    async def test_logs_phone_tail_not_number_or_text(self, tmp_path: Path) -> None:
-        """code_sent carries the last two digits and the id; the code stays in the file."""
+    @pytest.mark.parametrize("message", [TEXT, VOICE, APPROVE], ids=["text", "voice", "approve"])
+    async def test_logs_phone_tail_not_number_or_text(
+        self, tmp_path: Path, message: Message
+    ) -> None:
+        """code_sent carries the last two digits and the id; code and token stay in the file."""
         with structlog.testing.capture_logs() as entries:
-            await FileCodeSender(tmp_path / "phone.txt").send_sms(PHONE, BODY, sender=SENDER)
+            await FileMessageSender(tmp_path / "phone.txt").send(message)
 
         [entry] = entries
         assert entry["event"] == "code_sent"
         assert entry["phone_tail"] == "87"
         assert PHONE not in repr(entries)
         assert "483920" not in repr(entries)
+        assert TOKEN not in repr(entries)
 
+    async def test_rejects_voice_code_that_is_not_digits(self, tmp_path: Path) -> None:
+        """A code a call could not read out is refused as the Twilio sender refuses it."""
+        path = tmp_path / "phone.txt"
+        call = CodeCall(
+            to=PHONE, code="12a4", organisation="Example", language="en-US", caller_id=SENDER
+        )
+        with pytest.raises(ValueError, match="digits"):
+            await FileMessageSender(path).send(call)
 
-class TestSpokenText:
-    @pytest.mark.parametrize(
-        ("twiml", "spoken"),
-        [
-            ("<Response><Say>Hello</Say></Response>", "Hello"),
-            ("<Response><Say voice='alice'>A</Say><Say>B</Say></Response>", "A B"),
-            ("<Response><Play>x.mp3</Play></Response>", "<Response><Play>x.mp3</Play></Response>"),
-            ("not xml <Say>", "not xml <Say>"),
-        ],
-        ids=["one-say", "two-says", "no-say", "unparsable"],
-    )
-    def test_extracts_say_text(self, twiml: str, spoken: str) -> None:
-        """The words of <Say> elements in order; anything else comes back unchanged."""
-        assert spoken_text(twiml) == spoken
+        assert not path.exists()

@@ -1,7 +1,15 @@
-"""TwilioCodeSender: text messages and phone calls through Twilio's REST API.
+"""TwilioMessageSender: text messages and phone calls through Twilio's REST API.
 
-Implements :class:`mfa_radius.ports.CodeSender` with the twilio SDK (9.x) on its aiohttp
-transport, ``AsyncTwilioHttpClient``. The SDK's defaults are not trusted:
+Implements :class:`mfa_radius.ports.MessageSender` with the twilio SDK (9.x) on its aiohttp
+transport, ``AsyncTwilioHttpClient``. A :class:`~mfa_radius.core.messages.CodeText` goes to
+the Messages API; a :class:`~mfa_radius.core.messages.CodeCall` or
+:class:`~mfa_radius.core.messages.ApproveCall` goes to the Calls API with TwiML built here
+(:mod:`mfa_radius.adapters.twilio.twiml`): the port carries domain values, and Twilio's markup
+never leaves this package. An approve call's ``<Gather action>`` is the webhook's public URL
+plus the call's token, the very URL the webhook rebuilds to check Twilio's signature, so the
+sender is given ``webhook_url`` at construction.
+
+The SDK's defaults are not trusted:
 
 * **Deadline.** ``AsyncTwilioHttpClient`` stores a ``timeout`` but never uses it (its
   ``request`` passes only the per-call timeout to aiohttp, and the SDK's ``create_async``
@@ -22,15 +30,17 @@ transport, ``AsyncTwilioHttpClient``. The SDK's defaults are not trusted:
 
 Errors become :class:`~mfa_radius.errors.DeliveryFailed`. A 4xx answer (other than 401, 403
 and 429) means Twilio refused this number or message: ``permanent=True`` with Twilio's error
-code. 401/403 mean the account or token is wrong: a configuration fault, not the user's, so
-``permanent=False`` (the fail mode applies) and it is logged at error level. 429, 5xx,
-timeouts and network errors are outages: ``permanent=False``.
+code. 401/403 mean the account or token is wrong, and an approve call without a configured
+``webhook_url`` cannot be placed at all: configuration faults, not the user's, so
+``permanent=False`` (the fail mode applies) and logged at error level. 429, 5xx, timeouts and
+network errors are outages: ``permanent=False``.
 
-Secrets: neither the auth token, the destination number nor the text (it holds the code)
-reaches a log line or an exception text. Twilio's own error messages quote the number ("The
-'To' number +1... is not a valid phone number") and its exceptions carry the request URL, so
-an API error is re-raised ``from None`` with only the HTTP status and Twilio's error code
-copied over; transport errors keep their cause (their texts name only host and port).
+Secrets: neither the auth token, the destination number, the text or TwiML (they hold the
+code, or the approve token in the action URL) reaches a log line or an exception text.
+Twilio's own error messages quote the number ("The 'To' number +1... is not a valid phone
+number") and its exceptions carry the request URL, so an API error is re-raised ``from None``
+with only the HTTP status and Twilio's error code copied over; transport errors keep their
+cause (their texts name only host and port).
 
 The ``twilio`` package has no type hints: its objects stay inside this module as ``Any``.
 """
@@ -41,7 +51,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 
 import aiohttp
 import structlog
@@ -50,8 +60,9 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from mfa_radius import logs
+from mfa_radius.adapters.twilio.twiml import approve_action_url, approve_twiml, code_twiml
 from mfa_radius.errors import DeliveryFailed
-from mfa_radius.ports import Delivery
+from mfa_radius.ports import ApproveCall, CodeCall, CodeText, Delivery, Message
 
 log = structlog.get_logger(__name__)
 
@@ -97,7 +108,7 @@ class _HeaderAuthHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]  # twi
         )
 
 
-class TwilioCodeSender:
+class TwilioMessageSender:
     """Sends codes by SMS and places calls through Twilio, at most once per request.
 
     The aiohttp session is opened on first use (aiohttp needs a running event loop) and
@@ -109,6 +120,10 @@ class TwilioCodeSender:
         timeout: seconds one API call may take, connection included.
         api_base_url: replaces ``https://api.twilio.com`` (tests point it at a local fake
             of the REST API); None for Twilio itself.
+        webhook_url: the webhook's public base URL (``https://mfa.example.org/twilio``),
+            where Twilio posts an approve call's keypress; a trailing slash is dropped so the
+            action URL matches the one the webhook checks signatures against. Empty when no
+            webhook is configured: approve calls then fail, codes still go out.
 
     Raises:
         ValueError: ``timeout`` is not positive.
@@ -121,6 +136,7 @@ class TwilioCodeSender:
         auth_token: str,
         timeout: float = 5.0,
         api_base_url: str | None = None,
+        webhook_url: str = "",
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -128,61 +144,96 @@ class TwilioCodeSender:
         self._auth_token = auth_token
         self._timeout = timeout
         self._api_base_url = api_base_url
+        self._webhook_url = webhook_url.rstrip("/")
         self._http: Any = None
         self._client: Any = None
 
     def __repr__(self) -> str:
-        return f"TwilioCodeSender(account_sid={self._account_sid!r}, timeout={self._timeout!r})"
+        return (
+            f"TwilioMessageSender(account_sid={self._account_sid!r}, timeout={self._timeout!r}, "
+            f"webhook_url={self._webhook_url!r})"
+        )
 
-    async def send_sms(self, to: str, body: str, *, sender: str) -> Delivery:
-        """Send ``body`` to ``to`` as a text message.
+    async def send(self, message: Message) -> Delivery:
+        """Send a text message or place a call, once.
 
         Args:
-            to: E.164 destination.
-            body: the text (holds the code: never logged).
-            sender: an E.164 number, or a Messaging Service SID (``MG...``) that lets Twilio
-                pick the number.
+            message: a :class:`CodeText` (Messages API; a sender starting with ``MG`` is a
+                Messaging Service SID that lets Twilio pick the number), a :class:`CodeCall`
+                or an :class:`ApproveCall` (Calls API, with the TwiML built here).
 
         Returns:
-            The Message SID.
+            The Message or Call SID.
 
         Raises:
-            DeliveryFailed: Twilio refused the message, or did not answer in time.
+            DeliveryFailed: Twilio refused the message, did not answer in time, or an approve
+                call was asked for without a ``webhook_url``.
+            ValueError: a :class:`CodeCall`'s code is not 1 to 16 ASCII digits, or an
+                :class:`ApproveCall`'s ``gather_seconds`` is below 1 (programming errors).
         """
-        client = self._ensure_client()
-        origin = (
-            {"messaging_service_sid": sender}
-            if sender.startswith(_MESSAGING_SERVICE_PREFIX)
-            else {"from_": sender}
-        )
-        return await self._create(
-            "sms", to, lambda: client.messages.create_async(to=to, body=body, **origin)
-        )
-
-    async def call(self, to: str, twiml: str, *, caller_id: str) -> Delivery:
-        """Place a call to ``to`` that plays ``twiml``.
-
-        Args:
-            to: E.164 destination.
-            twiml: the call's instructions (may hold the code: never logged).
-            caller_id: the E.164 number shown to the callee.
-
-        Returns:
-            The Call SID.
-
-        Raises:
-            DeliveryFailed: Twilio refused the call, or did not answer in time.
-        """
-        client = self._ensure_client()
-        return await self._create(
-            "call", to, lambda: client.calls.create_async(to=to, from_=caller_id, twiml=twiml)
-        )
+        match message:
+            case CodeText():
+                return await self._send_text(message)
+            case CodeCall():
+                twiml = code_twiml(
+                    message.code, organisation=message.organisation, language=message.language
+                )
+                return await self._place_call(message.to, twiml, caller_id=message.caller_id)
+            case ApproveCall():
+                return await self._place_call(
+                    message.to, self._approve_twiml(message), caller_id=message.caller_id
+                )
+            case _:
+                assert_never(message)
 
     async def close(self) -> None:
         """Close the aiohttp session (idempotent)."""
         http, self._http, self._client = self._http, None, None
         if http is not None:
             await http.close()
+
+    def _approve_twiml(self, message: ApproveCall) -> str:
+        """Build the approve call's TwiML, or refuse when no webhook could hear the answer."""
+        if not self._webhook_url:
+            # Placing the call anyway would ring the user for a keypress nobody receives.
+            log.error(
+                "delivery_failed",
+                backend=_BACKEND,
+                channel="call",
+                phone_tail=logs.phone_tail(message.to),
+                error="no_webhook_url",
+            )
+            raise DeliveryFailed(
+                _BACKEND, "approve call needs the webhook's public URL (webhook_url is not set)"
+            )
+        return approve_twiml(
+            action_url=approve_action_url(self._webhook_url, message.token),
+            organisation=message.organisation,
+            language=message.language,
+            timeout_s=message.gather_seconds,
+        )
+
+    async def _send_text(self, message: CodeText) -> Delivery:
+        """Post one text message (the body holds the code: never logged)."""
+        client = self._ensure_client()
+        sender = message.sender
+        origin = (
+            {"messaging_service_sid": sender}
+            if sender.startswith(_MESSAGING_SERVICE_PREFIX)
+            else {"from_": sender}
+        )
+        return await self._create(
+            "sms",
+            message.to,
+            lambda: client.messages.create_async(to=message.to, body=message.body, **origin),
+        )
+
+    async def _place_call(self, to: str, twiml: str, *, caller_id: str) -> Delivery:
+        """Post one call that plays ``twiml`` (it holds a code or token: never logged)."""
+        client = self._ensure_client()
+        return await self._create(
+            "call", to, lambda: client.calls.create_async(to=to, from_=caller_id, twiml=twiml)
+        )
 
     def _ensure_client(self) -> Any:
         """Return the SDK client, creating it and its aiohttp session on first use."""

@@ -1,10 +1,15 @@
-"""The configuration file (``radius.conf``, TOML) and its validation.
+"""The configuration file's schema: one frozen pydantic model per section, with every key.
 
-This is the only module that reads the configuration file, the files it points at
-(``secret_file``, ``key_file``, ``password_file``) and the environment. Everything is checked
-here, at start-up, so that a running proxy never meets a bad setting: an unknown key, a bad
-CIDR, a short shared secret or a missing file is a :class:`ConfigError` naming the file, the
-key path and the problem. Secrets are ``SecretStr`` and never appear in an error message.
+Responsible for what a valid ``radius.conf`` looks like: section and key names, types, defaults,
+ranges and the ``Field(description=...)`` that ``radius.conf.example`` repeats. A model is
+``frozen`` (a running proxy cannot change a setting) and ``extra="forbid"`` (a typo is an error,
+not a silent default). Single-key checks (a CIDR, a URL, a prompt's length) sit on the field;
+checks that relate several keys are in :mod:`mfa_radius.config.checks`, called from the models'
+validators so that pydantic still reports them at the key path of the section they concern.
+
+Must not read files or the environment (that is :mod:`mfa_radius.config.load`), nor know the
+login engine's types beyond the enums the keys take their values from (the mapping to
+``ClientPolicy`` is :mod:`mfa_radius.config.policy`).
 
 Section and key names follow FreeRADIUS where the concept is the same (``client``, ``ipaddr``,
 ``secret``, ``response_window``, ``time_step``).
@@ -13,8 +18,6 @@ Section and key names follow FreeRADIUS where the concept is the same (``client`
 from __future__ import annotations
 
 import ipaddress
-import os
-import tomllib
 from pathlib import Path
 from typing import Literal, Self
 
@@ -23,11 +26,11 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
+from mfa_radius.config import checks
 from mfa_radius.core.model import FailMode, Mode, Unenrolled
 from mfa_radius.core.prompts import (
     DEFAULT_PROMPT,
@@ -37,7 +40,6 @@ from mfa_radius.core.prompts import (
     MAX_ATTRIBUTE_OCTETS,
     PLACEHOLDERS,
 )
-from mfa_radius.errors import ConfigError
 from mfa_radius.radius.clients import MaPolicy, ProxyStatePolicy
 
 KEY_ENV = "MFA_RADIUS_KEYS"
@@ -131,13 +133,12 @@ class _SharedSecret(_Model):
     @classmethod
     def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            _check_secret(value.get_secret_value())
+            check_secret(value.get_secret_value())
         return value
 
     @model_validator(mode="after")
     def _one_secret(self) -> Self:
-        if (self.secret is None) == (self.secret_file is None):
-            raise ValueError("set exactly one of secret and secret_file")
+        checks.one_secret(self.secret, self.secret_file)
         return self
 
 
@@ -168,7 +169,15 @@ class ClientConfig(_SharedSecret):
         return [value] if isinstance(value, str) else value
 
 
-def _check_secret(value: str) -> None:
+def check_secret(value: str) -> None:
+    """Refuse a shared secret that is short or still the example's placeholder.
+
+    Used on ``secret`` here and on a ``secret_file``'s contents by the loader, so both ways of
+    giving a secret meet the same rule.
+
+    Raises:
+        ValueError: saying what is wrong, never echoing the secret.
+    """
     if len(value) < MIN_SECRET_LENGTH:
         raise ValueError(f"shared secret must be at least {MIN_SECRET_LENGTH} characters")
     if "CHANGE" in value.upper() and "ME" in value.upper():
@@ -279,21 +288,12 @@ class ProfileConfig(_Model):
 
     @model_validator(mode="after")
     def _factors_fit_mode(self) -> ProfileConfig:
-        if self.mode is Mode.APPROVE and self.factors != ["approve"]:
-            raise ValueError('mode = "approve" needs factors = ["approve"]')
-        if self.mode is not Mode.APPROVE and "approve" in self.factors:
-            raise ValueError('factor "approve" needs mode = "approve"')
-        phone = {"sms", "voice", "approve"} & set(self.factors)
-        if "sms" in phone and not self.sms_sender:
-            raise ValueError("factor sms needs sms_sender")
-        if phone - {"sms"} and not self.voice_caller_id:
-            raise ValueError("factors voice and approve need voice_caller_id")
+        checks.factors_fit_mode(self)
         return self
 
     @model_validator(mode="after")
     def _groups_need_a_directory(self) -> ProfileConfig:
-        if (self.exempt_groups or self.require_groups) and self.primary != "ldap":
-            raise ValueError('exempt_groups and require_groups need primary = "ldap"')
+        checks.groups_need_a_directory(self)
         return self
 
 
@@ -408,17 +408,7 @@ class LdapConfig(_Model):
 
     @model_validator(mode="after")
     def _bind_method(self) -> LdapConfig:
-        cleartext = [u for u in self.server if u.startswith("ldap://")]
-        if cleartext and not self.start_tls and not self.allow_cleartext:
-            raise ValueError(
-                "ldap:// without start_tls sends passwords in clear; "
-                "use ldaps://, start_tls = true, or allow_cleartext = true"
-            )
-        no_service_account = not self.bind_dn or self.bind_password_file is None
-        if self.server and self.dn_template is None and no_service_account:
-            raise ValueError("set bind_dn and bind_password_file, or dn_template")
-        if "{username}" not in (self.dn_template or self.user_filter):
-            raise ValueError("the filter or dn_template must contain {username}")
+        checks.ldap_bind_method(self)
         return self
 
 
@@ -466,8 +456,7 @@ class WebhookConfig(_Model):
 
     @model_validator(mode="after")
     def _both(self) -> WebhookConfig:
-        if bool(self.listen) != bool(self.public_url):
-            raise ValueError("set both listen and public_url, or neither")
+        checks.webhook_complete(self)
         return self
 
 
@@ -634,29 +623,7 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
-        for kind, names in (
-            ("client", [c.name for c in self.client]),
-            ("home_server", [h.name for h in self.home_server]),
-        ):
-            dupes = sorted({n for n in names if names.count(n) > 1})
-            if dupes:
-                raise ValueError(f"{kind} names must be unique: {', '.join(dupes)}")
-        for client in self.client:
-            if client.profile != "default" and client.profile not in self.profile:
-                raise ValueError(
-                    f"client {client.name!r} names profile {client.profile!r}, "
-                    "which has no [profile.{client.profile}] section"
-                )
-        for name, prof in self.profiles().items():
-            if prof.primary == "upstream" and not self.home_server:
-                raise ValueError(
-                    f'profile {name!r} uses primary = "upstream" '
-                    "but no [[home_server]] is configured"
-                )
-            if prof.primary == "ldap" and not self.ldap.server:
-                raise ValueError(
-                    f'profile {name!r} uses primary = "ldap" but [ldap] server is empty'
-                )
+        checks.sections_agree(self)
         return self
 
     def profiles(self) -> dict[str, ProfileConfig]:
@@ -666,219 +633,3 @@ class Config(_Model):
     def profile_of(self, client: ClientConfig) -> ProfileConfig:
         """The profile a client uses."""
         return self.profiles()[client.profile]
-
-
-class Loaded(BaseModel):
-    """A validated configuration with the contents of the files it names.
-
-    Attributes:
-        path: the configuration file.
-        config: the validated settings.
-        client_secrets: shared secret of each client, by client name.
-        redis_password: the Redis password, if configured.
-        key_text: the secret-encryption key lines, if configured.
-        home_server_secrets: shared secret of each home server, by name.
-        ldap_bind_password: the LDAP service account's password, if configured.
-        twilio_auth_token: the Twilio auth token, if configured.
-    """
-
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
-
-    path: Path
-    config: Config
-    client_secrets: dict[str, SecretStr]
-    redis_password: SecretStr | None = None
-    key_text: SecretStr | None = None
-    home_server_secrets: dict[str, SecretStr] = {}
-    ldap_bind_password: SecretStr | None = None
-    twilio_auth_token: SecretStr | None = None
-
-    def database_path(self) -> Path | None:
-        """The SQLite file of the enrolment database, or None for another engine."""
-        url = self.config.enrolment.database
-        if url.startswith("sqlite:///"):
-            return Path(url.removeprefix("sqlite:///"))
-        return None
-
-
-def load(path: Path, *, environ: dict[str, str] | None = None) -> Loaded:
-    """Read, parse and validate the configuration file and the secret files it names.
-
-    Relative paths inside the file (``secret_file``, ``key_file``, a SQLite database) are
-    relative to the configuration file's folder, so a config works from any working directory.
-
-    Args:
-        path: the TOML file.
-        environ: the environment to read ``MFA_RADIUS_KEYS`` from (default ``os.environ``).
-
-    Returns:
-        The validated configuration with the secrets it refers to.
-
-    Raises:
-        ConfigError: naming the file, the key path and the problem.
-    """
-    env = os.environ if environ is None else environ
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text") from exc
-    base = path.resolve().parent
-    _resolve_paths(raw, base)
-    try:
-        config = Config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_describe(path, exc)) from None
-
-    secrets_by_client = {
-        c.name: _shared_secret(path, f"client[{i}]", c.secret, c.secret_file)
-        for i, c in enumerate(config.client)
-    }
-    home_secrets = {
-        h.name: _shared_secret(path, f"home_server[{i}]", h.secret, h.secret_file)
-        for i, h in enumerate(config.home_server)
-    }
-    ldap_password = None
-    if config.ldap.bind_password_file is not None:
-        ldap_password = SecretStr(
-            _read_secret(path, "ldap.bind_password_file", config.ldap.bind_password_file)
-        )
-
-    redis_password = None
-    if config.redis.password_file is not None:
-        redis_password = SecretStr(
-            _read_secret(path, "redis.password_file", config.redis.password_file)
-        )
-    key_text = None
-    if config.enrolment.key_file is not None:
-        key_text = SecretStr(
-            _read_secret(path, "enrolment.key_file", config.enrolment.key_file, first_line=False)
-        )
-    elif env.get(KEY_ENV):
-        key_text = SecretStr(env[KEY_ENV])
-    twilio_token = None
-    if config.twilio.auth_token_file is not None:
-        twilio_token = SecretStr(
-            _read_secret(path, "twilio.auth_token_file", config.twilio.auth_token_file)
-        )
-    return Loaded(
-        twilio_auth_token=twilio_token,
-        path=path,
-        config=config,
-        client_secrets=secrets_by_client,
-        redis_password=redis_password,
-        key_text=key_text,
-        home_server_secrets=home_secrets,
-        ldap_bind_password=ldap_password,
-    )
-
-
-def _shared_secret(
-    path: Path, where: str, inline: SecretStr | None, file: Path | None
-) -> SecretStr:
-    """The shared secret given inline or in a file (validated models hold exactly one)."""
-    if inline is not None:
-        return inline
-    assert file is not None  # noqa: S101 (guaranteed by the model's _one_secret)
-    text = _read_secret(path, f"{where}.secret_file", file)
-    try:
-        _check_secret(text)
-    except ValueError as exc:
-        raise ConfigError(f"{path}: {where}.secret_file: {exc}") from None
-    return SecretStr(text)
-
-
-def _resolve_paths(raw: dict[str, object], base: Path) -> None:
-    """Make file paths in the raw document absolute, relative to the config file's folder."""
-    for blocks in (raw.get("client"), raw.get("home_server")):
-        if isinstance(blocks, list):
-            for block in blocks:
-                if isinstance(block, dict) and isinstance(block.get("secret_file"), str):
-                    block["secret_file"] = str(base / block["secret_file"])
-    for section, key in (
-        ("server", "admin_socket"),
-        ("redis", "password_file"),
-        ("enrolment", "key_file"),
-        ("ldap", "bind_password_file"),
-        ("ldap", "ca_file"),
-        ("twilio", "auth_token_file"),
-        ("delivery", "file"),
-    ):
-        table = raw.get(section)
-        if isinstance(table, dict) and isinstance(table.get(key), str):
-            table[key] = str(base / table[key])
-    enrolment = raw.get("enrolment")
-    if isinstance(enrolment, dict) and isinstance(enrolment.get("database"), str):
-        url = enrolment["database"]
-        prefix = "sqlite:///"
-        if url.startswith(prefix) and not url.startswith(prefix + "/"):
-            enrolment["database"] = prefix + str(base / url.removeprefix(prefix))
-
-
-def _read_secret(config_path: Path, key: str, file: Path, *, first_line: bool = True) -> str:
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"{config_path}: {key}: cannot read {file}: {exc.strerror or type(exc).__name__}"
-        ) from None
-    value = text.splitlines()[0].strip() if first_line and text.strip() else text.strip()
-    if not value:
-        raise ConfigError(f"{config_path}: {key}: {file} is empty")
-    return value
-
-
-def _describe(path: Path, exc: ValidationError) -> str:
-    """Render pydantic errors as ``file: key.path: problem`` lines, never echoing input."""
-    lines = []
-    for error in exc.errors(include_input=False, include_url=False):
-        loc = ""
-        for part in error["loc"]:
-            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        lines.append(f"{path}: {loc or '(top level)'}: {message}")
-    return "\n".join(lines)
-
-
-def deadline_warnings(cfg: Config) -> list[str]:
-    """Say where a backend's deadlines cannot fit in a profile's response window.
-
-    The proxy answers every request within the NAS's window (with the fail-mode answer when
-    a backend is slow), so a fail-over or a timeout that needs longer never gets to help.
-
-    Args:
-        cfg: the validated configuration.
-
-    Returns:
-        One sentence per problem; empty when everything fits.
-    """
-    warnings = []
-    upstream_wait = sum(h.response_window for h in cfg.home_server)
-    ldap_wait = (cfg.ldap.connect_timeout + 2 * cfg.ldap.operation_timeout) * max(
-        len(cfg.ldap.server), 1
-    )
-    local_wait = cfg.enrolment.timeout + cfg.store.timeout * 3
-    for name, prof in cfg.profiles().items():
-        budget = prof.response_window
-        if prof.primary == "upstream" and upstream_wait > budget:
-            warnings.append(
-                f"profile.{name}.response_window: {budget:g} s cannot cover the home servers' "
-                f"fail-over ({upstream_wait:g} s of response_window in all); a slow server "
-                "yields the fail-mode answer instead of trying the next"
-            )
-        if prof.primary == "ldap" and ldap_wait > budget:
-            warnings.append(
-                f"profile.{name}.response_window: {budget:g} s is shorter than the LDAP "
-                f"deadlines ({ldap_wait:g} s of connect and operation timeouts over every server)"
-            )
-        if local_wait > budget:
-            warnings.append(
-                f"profile.{name}.response_window: {budget:g} s is shorter than the store and "
-                f"enrolment deadlines of one login ({local_wait:g} s)"
-            )
-    return warnings

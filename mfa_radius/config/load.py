@@ -1,0 +1,201 @@
+"""Loading the configuration: the TOML file, the secret files it names, the environment.
+
+Responsible for turning a path into a :class:`Loaded` value, or into a :class:`ConfigError`
+that names the file, the key path and the problem (``radius.conf: client[0].secret_file:
+cannot read ...``) so an admin can fix it without reading a traceback. Relative paths in the
+file are made relative to the file's folder first, so a configuration works from any working
+directory. This is the only module of the proxy that reads the configuration file, the files it
+points at (``secret_file``, ``key_file``, ``password_file``) and the environment.
+
+Must not echo a secret or an input value in an error, nor decide anything the schema or the
+checks decide: what is valid is :mod:`mfa_radius.config.schema` and
+:mod:`mfa_radius.config.checks`; this module only reads and reports.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+
+from mfa_radius.config.schema import KEY_ENV, Config, check_secret
+from mfa_radius.errors import ConfigError
+
+
+class Loaded(BaseModel):
+    """A validated configuration with the contents of the files it names.
+
+    Attributes:
+        path: the configuration file.
+        config: the validated settings.
+        client_secrets: shared secret of each client, by client name.
+        redis_password: the Redis password, if configured.
+        key_text: the secret-encryption key lines, if configured.
+        home_server_secrets: shared secret of each home server, by name.
+        ldap_bind_password: the LDAP service account's password, if configured.
+        twilio_auth_token: the Twilio auth token, if configured.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    path: Path
+    config: Config
+    client_secrets: dict[str, SecretStr]
+    redis_password: SecretStr | None = None
+    key_text: SecretStr | None = None
+    home_server_secrets: dict[str, SecretStr] = {}
+    ldap_bind_password: SecretStr | None = None
+    twilio_auth_token: SecretStr | None = None
+
+    def database_path(self) -> Path | None:
+        """The SQLite file of the enrolment database, or None for another engine."""
+        url = self.config.enrolment.database
+        if url.startswith("sqlite:///"):
+            return Path(url.removeprefix("sqlite:///"))
+        return None
+
+
+def load(path: Path, *, environ: dict[str, str] | None = None) -> Loaded:
+    """Read, parse and validate the configuration file and the secret files it names.
+
+    Relative paths inside the file (``secret_file``, ``key_file``, a SQLite database) are
+    relative to the configuration file's folder, so a config works from any working directory.
+
+    Args:
+        path: the TOML file.
+        environ: the environment to read ``MFA_RADIUS_KEYS`` from (default ``os.environ``).
+
+    Returns:
+        The validated configuration with the secrets it refers to.
+
+    Raises:
+        ConfigError: naming the file, the key path and the problem.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text") from exc
+    base = path.resolve().parent
+    _resolve_paths(raw, base)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, exc)) from None
+
+    secrets_by_client = {
+        c.name: _shared_secret(path, f"client[{i}]", c.secret, c.secret_file)
+        for i, c in enumerate(config.client)
+    }
+    home_secrets = {
+        h.name: _shared_secret(path, f"home_server[{i}]", h.secret, h.secret_file)
+        for i, h in enumerate(config.home_server)
+    }
+    ldap_password = None
+    if config.ldap.bind_password_file is not None:
+        ldap_password = SecretStr(
+            _read_secret(path, "ldap.bind_password_file", config.ldap.bind_password_file)
+        )
+
+    redis_password = None
+    if config.redis.password_file is not None:
+        redis_password = SecretStr(
+            _read_secret(path, "redis.password_file", config.redis.password_file)
+        )
+    key_text = None
+    if config.enrolment.key_file is not None:
+        key_text = SecretStr(
+            _read_secret(path, "enrolment.key_file", config.enrolment.key_file, first_line=False)
+        )
+    elif env.get(KEY_ENV):
+        key_text = SecretStr(env[KEY_ENV])
+    twilio_token = None
+    if config.twilio.auth_token_file is not None:
+        twilio_token = SecretStr(
+            _read_secret(path, "twilio.auth_token_file", config.twilio.auth_token_file)
+        )
+    return Loaded(
+        twilio_auth_token=twilio_token,
+        path=path,
+        config=config,
+        client_secrets=secrets_by_client,
+        redis_password=redis_password,
+        key_text=key_text,
+        home_server_secrets=home_secrets,
+        ldap_bind_password=ldap_password,
+    )
+
+
+def _shared_secret(
+    path: Path, where: str, inline: SecretStr | None, file: Path | None
+) -> SecretStr:
+    """The shared secret given inline or in a file (validated models hold exactly one)."""
+    if inline is not None:
+        return inline
+    assert file is not None  # noqa: S101 (guaranteed by the model's _one_secret)
+    text = _read_secret(path, f"{where}.secret_file", file)
+    try:
+        check_secret(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {where}.secret_file: {exc}") from None
+    return SecretStr(text)
+
+
+def _resolve_paths(raw: dict[str, object], base: Path) -> None:
+    """Make file paths in the raw document absolute, relative to the config file's folder."""
+    for blocks in (raw.get("client"), raw.get("home_server")):
+        if isinstance(blocks, list):
+            for block in blocks:
+                if isinstance(block, dict) and isinstance(block.get("secret_file"), str):
+                    block["secret_file"] = str(base / block["secret_file"])
+    for section, key in (
+        ("server", "admin_socket"),
+        ("redis", "password_file"),
+        ("enrolment", "key_file"),
+        ("ldap", "bind_password_file"),
+        ("ldap", "ca_file"),
+        ("twilio", "auth_token_file"),
+        ("delivery", "file"),
+    ):
+        table = raw.get(section)
+        if isinstance(table, dict) and isinstance(table.get(key), str):
+            table[key] = str(base / table[key])
+    enrolment = raw.get("enrolment")
+    if isinstance(enrolment, dict) and isinstance(enrolment.get("database"), str):
+        url = enrolment["database"]
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            enrolment["database"] = prefix + str(base / url.removeprefix(prefix))
+
+
+def _read_secret(config_path: Path, key: str, file: Path, *, first_line: bool = True) -> str:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"{config_path}: {key}: cannot read {file}: {exc.strerror or type(exc).__name__}"
+        ) from None
+    value = text.splitlines()[0].strip() if first_line and text.strip() else text.strip()
+    if not value:
+        raise ConfigError(f"{config_path}: {key}: {file} is empty")
+    return value
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    """Render pydantic errors as ``file: key.path: problem`` lines, never echoing input."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = ""
+        for part in error["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{path}: {loc or '(top level)'}: {message}")
+    return "\n".join(lines)
