@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 
 from mfa_radius.core import prompts
-from mfa_radius.core.factors.menu import menu_suffix
+from mfa_radius.core.menu import menu_suffix
 from mfa_radius.core.model import (
     Attribute,
     ChallengeReply,

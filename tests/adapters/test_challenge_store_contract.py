@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from mfa_radius.adapters.memory_store import MemoryChallengeStore
 from mfa_radius.adapters.redis_store import RedisChallengeStore
 from mfa_radius.core.model import Factor, PendingChallenge
-from mfa_radius.ports import ChallengeStore, RequestClaim
+from mfa_radius.ports import RequestClaim, SharedState
 from tests.support.clock import FakeClock
 
 TTL = 60.0
@@ -46,8 +46,8 @@ end
 class StoreEnv:
     """A store under test, a second node sharing its data, and a way to let time pass."""
 
-    store: ChallengeStore
-    peer: ChallengeStore
+    store: SharedState
+    peer: SharedState
     advance: Callable[[float], Awaitable[None]]
 
 
@@ -426,7 +426,7 @@ class TestDelete:
         assert await env.store.get_challenge("k") == make_record()
 
 
-async def wait_in_background(store: ChallengeStore, key: str) -> asyncio.Task[str | None]:
+async def wait_in_background(store: SharedState, key: str) -> asyncio.Task[str | None]:
     """Start a wait on ``key`` and give it time to register (and subscribe) before returning."""
     task = asyncio.create_task(store.wait_result(key, 5.0))
     await asyncio.sleep(0.1)

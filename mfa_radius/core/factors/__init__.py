@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from mfa_radius.core.factors.approve import Approve
 from mfa_radius.core.factors.base import FactorPlugin
-from mfa_radius.core.factors.menu import MENU_CHOICES, menu_suffix, parse_choice
+from mfa_radius.core.menu import MENU_CHOICES, menu_suffix, parse_choice
 from mfa_radius.core.factors.sent_code import SentCode, code_hash, sent_code_matches, sms_text
 from mfa_radius.core.factors.totp import Totp
 from mfa_radius.core.factors.upstream import UpstreamRelay
