@@ -429,7 +429,9 @@ class TestReply:
 
         _, port = await start_server(answer=answer)
         upstream = make_upstream([_home("one", port)])
-        assert await upstream.verify(_attempt(), PASSWORD) == PrimaryAccept(attributes=GRANTED)
+        assert await upstream.verify(_attempt(), PASSWORD) == PrimaryAccept(
+            attributes=GRANTED, upstream="one"
+        )
 
     async def test_reply_filter_keeps_listed_types_and_whole_vsas(
         self, start_server: StartServer, make_upstream: Callable[..., UpstreamRadiusAuthenticator]
@@ -441,7 +443,8 @@ class TestReply:
         )
         result = await upstream.verify(_attempt(), PASSWORD)
         assert result == PrimaryAccept(
-            attributes=((AttrType.CLASS, b"vpn-class"), (AttrType.VENDOR_SPECIFIC, CISCO_VSA))
+            attributes=((AttrType.CLASS, b"vpn-class"), (AttrType.VENDOR_SPECIFIC, CISCO_VSA)),
+            upstream="one",
         )
 
     async def test_reject_carries_reply_message(
@@ -458,7 +461,9 @@ class TestReply:
         _, port = await start_server(answer=answer)
         upstream = make_upstream([_home("one", port)])
         result = await upstream.verify(_attempt(), PASSWORD)
-        assert result == PrimaryReject(RejectReason.PRIMARY_REJECTED, "Password expired")
+        assert result == PrimaryReject(
+            RejectReason.PRIMARY_REJECTED, "Password expired", upstream="one"
+        )
 
     async def test_reject_without_message_has_none(
         self, start_server: StartServer, make_upstream: Callable[..., UpstreamRadiusAuthenticator]
@@ -467,7 +472,7 @@ class TestReply:
         _, port = await start_server()
         upstream = make_upstream([_home("one", port)])
         assert await upstream.verify(_attempt(), b"wrong") == PrimaryReject(
-            RejectReason.PRIMARY_REJECTED, None
+            RejectReason.PRIMARY_REJECTED, None, upstream="one"
         )
 
     async def test_challenge_becomes_primary_challenge(
@@ -484,7 +489,7 @@ class TestReply:
         _, port = await start_server(answer=answer)
         upstream = make_upstream([_home("one", port)])
         assert await upstream.verify(_attempt(), PASSWORD) == PrimaryChallenge(
-            state=b"\x01\x02", prompt="Enter PIN"
+            state=b"\x01\x02", prompt="Enter PIN", upstream="one"
         )
 
     async def test_challenge_without_state_is_a_reject(
@@ -499,7 +504,7 @@ class TestReply:
         upstream = make_upstream([_home("one", port)])
         with structlog.testing.capture_logs() as logs:
             result = await upstream.verify(_attempt(), PASSWORD)
-        assert result == PrimaryReject(RejectReason.PRIMARY_REJECTED, "Enter PIN")
+        assert result == PrimaryReject(RejectReason.PRIMARY_REJECTED, "Enter PIN", upstream="one")
         assert [e["event"] for e in logs] == ["upstream_challenge_without_state"]
 
     async def test_names_the_answering_server_for_the_audit_line(

@@ -116,7 +116,8 @@ class TestAnswers:
                 (AttrType.FILTER_ID, b"staff"),
                 (AttrType.VENDOR_SPECIFIC, CISCO_AVPAIR),
                 (AttrType.SESSION_TIMEOUT, struct.pack("!I", 3600)),
-            )
+            ),
+            upstream="freeradius",
         )
 
     async def test_wrong_password_is_rejected_with_reply_message(
@@ -125,7 +126,9 @@ class TestAnswers:
         """A wrong password is primary_rejected with the server's Reply-Message."""
         upstream = make_upstream([_home(freeradius)])
         result = await upstream.verify(_attempt("bob"), b"not-bob-pw")
-        assert result == PrimaryReject(RejectReason.PRIMARY_REJECTED, "Access denied")
+        assert result == PrimaryReject(
+            RejectReason.PRIMARY_REJECTED, "Access denied", upstream="freeradius"
+        )
 
     async def test_unknown_user_is_rejected(
         self, freeradius: FreeRadiusServer, make_upstream: MakeUpstream
@@ -133,14 +136,18 @@ class TestAnswers:
         """A user the home server does not know is primary_rejected as well."""
         upstream = make_upstream([_home(freeradius)])
         result = await upstream.verify(_attempt("mallory"), b"anything")
-        assert result == PrimaryReject(RejectReason.PRIMARY_REJECTED, "Access denied")
+        assert result == PrimaryReject(
+            RejectReason.PRIMARY_REJECTED, "Access denied", upstream="freeradius"
+        )
 
     async def test_accept_without_granted_attributes(
         self, freeradius: FreeRadiusServer, make_upstream: MakeUpstream
     ) -> None:
         """bob's right password is an accept with no attributes."""
         upstream = make_upstream([_home(freeradius)])
-        assert await upstream.verify(_attempt("bob"), b"bob-pw") == PrimaryAccept()
+        assert await upstream.verify(_attempt("bob"), b"bob-pw") == PrimaryAccept(
+            upstream="freeradius"
+        )
 
     async def test_upstream_challenge_then_answer_with_its_state(
         self, freeradius: FreeRadiusServer, make_upstream: MakeUpstream
@@ -148,9 +155,11 @@ class TestAnswers:
         """carol gets FreeRADIUS' own challenge; the PIN sent with its State is accepted."""
         upstream = make_upstream([_home(freeradius)])
         first = await upstream.verify(_attempt("carol"), b"carol-pw")
-        assert first == PrimaryChallenge(state=CAROL_STATE, prompt="Enter PIN")
+        assert first == PrimaryChallenge(
+            state=CAROL_STATE, prompt="Enter PIN", upstream="freeradius"
+        )
         second = await upstream.verify(_attempt("carol"), b"4321", upstream_state=first.state)
-        assert second == PrimaryAccept()
+        assert second == PrimaryAccept(upstream="freeradius")
 
     async def test_wrong_answer_to_upstream_challenge_is_rejected(
         self, freeradius: FreeRadiusServer, make_upstream: MakeUpstream
@@ -158,7 +167,9 @@ class TestAnswers:
         """A wrong PIN with the upstream's State is primary_rejected."""
         upstream = make_upstream([_home(freeradius)])
         result = await upstream.verify(_attempt("carol"), b"0000", upstream_state=CAROL_STATE)
-        assert result == PrimaryReject(RejectReason.PRIMARY_REJECTED, "Access denied")
+        assert result == PrimaryReject(
+            RejectReason.PRIMARY_REJECTED, "Access denied", upstream="freeradius"
+        )
 
     async def test_forwarded_attributes_reach_the_home_server(
         self, freeradius: FreeRadiusServer, make_upstream: MakeUpstream
@@ -178,7 +189,8 @@ class TestAnswers:
                     AttrType.REPLY_MESSAGE,
                     b"nas-id=vpn-gw-1 calling=198.51.100.9 port=7 called= proxy-state=",
                 ),
-            )
+            ),
+            upstream="freeradius",
         )
 
 
