@@ -14,17 +14,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Awaitable
 from types import TracebackType
-from typing import TypeVar
-
-import structlog
-
-from mfa_radius.errors import BackendError
-
-log = structlog.get_logger("mfa_radius.deadlines")
-
-T = TypeVar("T")
 
 
 class Deadline:
@@ -111,28 +101,6 @@ class Deadlines:
     def limit(self, seconds: float) -> Limit:
         """A ``with`` block that raises ``TimeoutError`` when it takes longer than ``seconds``."""
         return Limit(self, seconds)
-
-    async def run(self, awaitable: Awaitable[T], seconds: float, backend: str) -> T:
-        """Await one backend call within ``seconds``; log a failure (without secrets) and re-raise.
-
-        Args:
-            awaitable: the call.
-            seconds: its deadline.
-            backend: the name logged on failure (``store``, ``enrolment``, ``delivery``...).
-
-        Raises:
-            TimeoutError: the deadline passed.
-            BackendError: the call failed.
-        """
-        try:
-            with self.limit(seconds):
-                return await awaitable
-        except TimeoutError:
-            log.warning("backend_failed", backend=backend, error="TimeoutError")
-            raise
-        except BackendError as exc:
-            log.warning("backend_failed", backend=exc.backend, error=exc.detail)
-            raise
 
     def _check(self) -> None:
         loop = asyncio.get_running_loop()

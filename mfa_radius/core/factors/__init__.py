@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 
 from mfa_radius.core.factors.approve import Approve
 from mfa_radius.core.factors.base import FactorPlugin
-from mfa_radius.core.menu import MENU_CHOICES, menu_suffix, parse_choice
 from mfa_radius.core.factors.sent_code import SentCode, code_hash, sent_code_matches, sms_text
 from mfa_radius.core.factors.totp import Totp
 from mfa_radius.core.factors.upstream import UpstreamRelay
+from mfa_radius.core.menu import MENU_CHOICES, menu_suffix, parse_choice
 from mfa_radius.core.model import Factor, User
 from mfa_radius.core.phones import normalise_phone, phone_of, region_of
 
