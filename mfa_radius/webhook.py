@@ -24,8 +24,8 @@ Rules this module keeps:
   are never logged; a token appears only as ``token_id`` (first 8 hex of its SHA-256). The
   access log is off because it would print the query string.
 
-It must not decide what an answer means for the login (``service.py`` does), place calls, or
-read configuration.
+It must not decide what an answer means for the login (the approve factor,
+``core/factors/approve.py``, does), place calls, or read configuration.
 """
 
 from __future__ import annotations

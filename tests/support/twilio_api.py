@@ -1,7 +1,7 @@
 """A local stand-in for Twilio's REST API (Messages and Calls), for the real twilio SDK.
 
 An aiohttp application on 127.0.0.1 speaking the shapes of the 2010-04-01 API that
-:class:`~mfa_radius.adapters.twilio_sender.TwilioCodeSender` uses:
+:class:`~mfa_radius.adapters.twilio.sender.TwilioMessageSender` uses:
 
 * ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` (form: ``To``, ``From`` or
   ``MessagingServiceSid``, ``Body``)
