@@ -9,7 +9,7 @@ behind the port. Adapters that do network I/O bound each call themselves, so tha
 releases its resources; the engine adds the request's own deadline on top.
 
 Each port has one contract test module run against every adapter
-(``tests/adapters/test_*_contract.py``).
+(``tests/adapters/contract/``).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from mfa_radius.ports import Marks, ResultBus
 from mfa_radius.webhook import TOKEN_BYTES, WebhookServer
 from tests.support.clock import FakeClock
 from tests.support.ports import LOOPBACK, free_tcp_port
+from tests.support.subscriptions import until_subscribed_at
 
 AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC_URL = "https://mfa.example.org/twilio"
@@ -171,7 +172,10 @@ class TestApproveCallback:
         """A login already waiting on the token wakes as soon as the callback is handled."""
         token = new_token()
         waiter = asyncio.create_task(store.wait_result(token, 5.0))
-        await asyncio.sleep(0.05)
+        # The memory store registers a waiter on the task's first step, before its first
+        # await: one turn of the event loop is the whole condition, no time has to pass.
+        await asyncio.sleep(0)
+        assert not waiter.done()
         await hook.post(token, gather_form("1"))
         assert await asyncio.wait_for(waiter, WAKE_BOUND_S) == "approve"
 
@@ -339,7 +343,8 @@ class TestTwoNodes:
         try:
             token = new_token()
             waiter = asyncio.create_task(node_b.wait_result(token, 5.0))
-            await asyncio.sleep(0.1)
+            await until_subscribed_at(node_b, redis_url)
+            assert not waiter.done()
             started = time.monotonic()
             status, _, _ = await Hook(server, session).post(token, gather_form("1"))
             assert status == 200

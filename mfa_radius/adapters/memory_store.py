@@ -2,7 +2,7 @@
 
 Responsibility: keep pending challenges, one-time marks, counters, out-of-band results and the
 reply cache of one node in process memory, with the same observable behaviour as
-``RedisChallengeStore`` (both pass ``tests/adapters/test_challenge_store_contract.py``). It is
+``RedisChallengeStore`` (both pass the contract tests in ``tests/adapters/contract/``). It is
 the embedded default, so it sits on the hot path of every login and is written for speed: plain
 ``OrderedDict`` tables, no copies of the frozen ``PendingChallenge`` values, no locks.
 

@@ -23,12 +23,20 @@ from mfa_radius.errors import StoreUnavailable
 from mfa_radius.ports import RequestClaim
 from tests.support.ports import free_tcp_port
 from tests.support.redis_server import RedisServer
+from tests.support.subscriptions import until_subscribed_at
 
 WAKE_BOUND_S = 0.5
 """Longest acceptable delay between a publish and the waiter's wake-up (loopback, idle host)."""
 
 HANG_GUARD_S = 2.0
 """Upper bound for a failing command: socket timeout 0.5 s plus one reconnect, with margin."""
+
+POLL_INTERVAL_S = 0.01
+"""Pause between two looks at a condition the test waits for."""
+
+POLL_DEADLINE_S = 5.0
+"""Longest wait for a condition (a subscription, a closed connection) before the test fails."""
+
 
 PASSWORD = "s3cret-Pa55word-for-tests"
 
@@ -99,19 +107,20 @@ async def run_flow(store: RedisChallengeStore) -> None:
 
 
 async def assert_unavailable(operation: Awaitable[object]) -> StoreUnavailable:
-    """Await ``operation``, expecting StoreUnavailable within the hang guard."""
-    started = time.monotonic()
+    """Await ``operation``, expecting StoreUnavailable before the hang guard's deadline."""
     with pytest.raises(StoreUnavailable) as caught:
-        await operation
-    assert time.monotonic() - started < HANG_GUARD_S
+        async with asyncio.timeout(HANG_GUARD_S):
+            await operation
     assert caught.value.backend == "redis"
     return caught.value
 
 
-async def start_wait(store: RedisChallengeStore, key: str) -> asyncio.Task[str | None]:
-    """Start a wait on ``key`` and give its subscriber time to subscribe."""
+async def start_wait(
+    store: RedisChallengeStore, key: str, url: str, prefix: str = "mfa:"
+) -> asyncio.Task[str | None]:
+    """Start a wait on ``key`` and return once its subscriber is subscribed."""
     task = asyncio.create_task(store.wait_result(key, 5.0))
-    await asyncio.sleep(0.1)
+    await until_subscribed_at(store, url, prefix)
     assert not task.done()
     return task
 
@@ -119,6 +128,15 @@ async def start_wait(store: RedisChallengeStore, key: str) -> asyncio.Task[str |
 async def subscriber_count(admin: Redis) -> int:
     """How many connections to the server are in subscribed mode."""
     return len(await admin.client_list(_type="pubsub"))
+
+
+async def until_subscriber_count(admin: Redis, expected: int) -> None:
+    """Poll until ``expected`` connections are in subscribed mode; fail after the deadline."""
+    deadline = time.monotonic() + POLL_DEADLINE_S
+    while (count := await subscriber_count(admin)) != expected:
+        if time.monotonic() >= deadline:
+            pytest.fail(f"{count} subscribed connections after {POLL_DEADLINE_S} s, not {expected}")
+        await asyncio.sleep(POLL_INTERVAL_S)
 
 
 def error_text(exc: BaseException) -> str:
@@ -458,15 +476,14 @@ class TestSubscriber:
         await run_flow(store)
         assert await subscriber_count(admin) == 0
         await store.wait_result("t1", 0.05)
-        await asyncio.sleep(0.1)
-        assert await subscriber_count(admin) == 1
+        await until_subscriber_count(admin, 1)
 
     async def test_waiters_share_one_subscriber_connection(
-        self, store: RedisChallengeStore, admin: Redis
+        self, store: RedisChallengeStore, admin: Redis, redis_url: str
     ) -> None:
         """Fifty concurrent waits use one subscribed connection and one pattern."""
         tasks = [asyncio.create_task(store.wait_result(f"t{i}", 5.0)) for i in range(50)]
-        await asyncio.sleep(0.2)
+        await until_subscribed_at(store, redis_url)
         assert await subscriber_count(admin) == 1
         assert await admin.pubsub_numpat() == 1
         await store.publish_result("t7", "approve", 60.0)
@@ -479,9 +496,9 @@ class TestSubscriber:
         mine = RedisChallengeStore(url=redis_url, key_prefix="a:")
         other = RedisChallengeStore(url=redis_url, key_prefix="b:")
         try:
-            task = await start_wait(mine, "t1")
+            task = await start_wait(mine, "t1", redis_url, prefix="a:")
             await other.publish_result("t1", "approve", 60.0)
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # time for a wrong wake-up to show: nothing to poll for
             assert not task.done()
             await mine.publish_result("t1", "deny", 60.0)
             assert await asyncio.wait_for(task, WAKE_BOUND_S) == "deny"
@@ -496,9 +513,9 @@ class TestSubscriber:
         publisher = RedisChallengeStore(url=redis_url, key_prefix=prefix)
         lookalike = RedisChallengeStore(url=redis_url, key_prefix="s1xy\\:")
         try:
-            task = await start_wait(waiter, "t1")
+            task = await start_wait(waiter, "t1", redis_url, prefix=prefix)
             await lookalike.publish_result("t1", "approve", 60.0)
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # time for a wrong wake-up to show: nothing to poll for
             assert not task.done()
             await publisher.publish_result("t1", "fraud", 60.0)
             assert await asyncio.wait_for(task, WAKE_BOUND_S) == "fraud"
@@ -509,11 +526,10 @@ class TestSubscriber:
     async def test_close_stops_subscriber(self, store: RedisChallengeStore, admin: Redis) -> None:
         """After close, no task of the store is left and the subscription is gone."""
         await store.wait_result("t1", 0.05)
-        await asyncio.sleep(0.1)
+        await until_subscriber_count(admin, 1)
         await store.close()
         assert asyncio.all_tasks() == {asyncio.current_task()}
-        await asyncio.sleep(0.1)
-        assert await subscriber_count(admin) == 0
+        await until_subscriber_count(admin, 0)
 
     async def test_wait_raises_store_unavailable_when_closed(
         self, store: RedisChallengeStore
@@ -544,11 +560,11 @@ class TestSubscriberOutages:
     ) -> None:
         """After a restart, a new waiter is woken by a publish from the other node."""
         node_a, node_b = two_nodes
-        task = await start_wait(node_a, "t0")
+        task = await start_wait(node_a, "t0", private_redis.url)
         await node_b.publish_result("t0", "approve", 60.0)
         assert await asyncio.wait_for(task, WAKE_BOUND_S) == "approve"
         private_redis.restart()
-        task = await start_wait(node_a, "t1")
+        task = await start_wait(node_a, "t1", private_redis.url)
         await node_b.publish_result("t1", "fraud", 60.0)
         assert await asyncio.wait_for(task, WAKE_BOUND_S) == "fraud"
 
@@ -559,7 +575,7 @@ class TestSubscriberOutages:
     ) -> None:
         """A waiter that began before a restart still learns a result published after it."""
         node_a, node_b = two_nodes
-        task = await start_wait(node_a, "t1")
+        task = await start_wait(node_a, "t1", private_redis.url)
         private_redis.restart()
         await node_b.publish_result("t1", "approve", 60.0)
         assert await asyncio.wait_for(task, 1.0 + WAKE_BOUND_S) == "approve"
@@ -571,7 +587,7 @@ class TestSubscriberOutages:
     ) -> None:
         """A result published while the subscriber is still backing off reaches the waiter."""
         node_a, node_b = two_nodes
-        task = await start_wait(node_a, "t1")
+        task = await start_wait(node_a, "t1", private_redis.url)
         private_redis.stop()
         await asyncio.sleep(0.3)  # failed reconnects: the subscriber now backs off for 0.4 s
         private_redis.start()
@@ -586,12 +602,11 @@ class TestSubscriberOutages:
         """A waiter whose server goes away ends by its deadline: StoreUnavailable or None."""
         node_a, _ = two_nodes
         task = asyncio.create_task(node_a.wait_result("t1", 0.3))
-        await asyncio.sleep(0.1)
+        await until_subscribed_at(node_a, private_redis.url)
         private_redis.stop()
-        started = time.monotonic()
         with contextlib.suppress(StoreUnavailable):
-            assert await task is None
-        assert time.monotonic() - started < HANG_GUARD_S
+            async with asyncio.timeout(HANG_GUARD_S):
+                assert await task is None
 
     async def test_subscriber_recovers_when_server_returns_after_outage(
         self,
@@ -604,7 +619,7 @@ class TestSubscriberOutages:
         private_redis.stop()
         await asyncio.sleep(0.5)  # the subscriber fails to reconnect a few times meanwhile
         private_redis.start()
-        task = await start_wait(node_a, "t1")
+        task = await start_wait(node_a, "t1", private_redis.url)
         await node_b.publish_result("t1", "approve", 60.0)
         assert await asyncio.wait_for(task, 2.0 + WAKE_BOUND_S) == "approve"
 
