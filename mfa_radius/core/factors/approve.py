@@ -8,12 +8,11 @@ ends a margin before the NAS's response window, so the answer still reaches the 
 
 from __future__ import annotations
 
-from mfa_radius.core import audit
 from mfa_radius.core.call_result import CallResult
-from mfa_radius.core.effects import Backend, BackendFailure, Failed, Steps, WaitResult, ask
+from mfa_radius.core.effects import Steps, WaitResult, ask
 from mfa_radius.core.factors.base import Context, Started, Verdict
-from mfa_radius.core.factors.sent_code import deliver
-from mfa_radius.core.limits import lock_for_fraud, within_limits
+from mfa_radius.core.factors.sent_code import admit, deliver
+from mfa_radius.core.limits import lock_for_fraud
 from mfa_radius.core.messages import ApproveCall
 from mfa_radius.core.model import (
     Accept,
@@ -50,21 +49,15 @@ class Approve:
             BackendFailure: no provider or webhook is configured, the provider is down, or the
                 store could not be used (the fail mode decides).
         """
-        ctx.notes.note(factor=Factor.APPROVE.value, phone_tail=audit.phone_tail(ctx.phone))
-        if not ctx.settings.can_approve:
-            raise BackendFailure(
-                Failed(Backend.DELIVERY, "approve calls need [twilio] and [webhook]")
-            )
-        pol = ctx.policy
-        allowed = yield from within_limits(
-            ctx.settings.send_limits,
-            username=ctx.user.username,
-            phone=ctx.phone,
-            now=ctx.now,
-            notes=ctx.notes,
+        refused = yield from admit(
+            ctx,
+            Factor.APPROVE,
+            configured=ctx.settings.can_approve,
+            missing="approve calls need [twilio] and [webhook]",
         )
-        if not allowed:
-            return Reject(RejectReason.SEND_LIMITED)
+        if refused is not None:
+            return refused
+        pol = ctx.policy
         call = ApproveCall(
             to=ctx.phone,
             token=ctx.fresh.token,

@@ -50,19 +50,15 @@ class SentCode:
             BackendFailure: no provider is configured, the provider is down, or the limits
                 could not be counted (the fail mode decides).
         """
-        ctx.notes.note(factor=self._factor.value, phone_tail=audit.phone_tail(ctx.phone))
-        if not ctx.settings.can_send:
-            raise BackendFailure(Failed(Backend.DELIVERY, "no SMS/voice provider is configured"))
-        pol = ctx.policy
-        allowed = yield from within_limits(
-            ctx.settings.send_limits,
-            username=ctx.user.username,
-            phone=ctx.phone,
-            now=ctx.now,
-            notes=ctx.notes,
+        refused = yield from admit(
+            ctx,
+            self._factor,
+            configured=ctx.settings.can_send,
+            missing="no SMS/voice provider is configured",
         )
-        if not allowed:
-            return Reject(RejectReason.SEND_LIMITED)
+        if refused is not None:
+            return refused
+        pol = ctx.policy
         code = ctx.fresh.digits[: pol.code_length]
         message: Message
         if self._factor is Factor.SMS:
@@ -87,6 +83,34 @@ class SentCode:
         matched = sent_code_matches(ctx.settings.code_key, ctx.state, record.code_hash, answer)
         yield from ()  # a generator with no effects
         return Verdict.MATCH if matched else Verdict.NO_MATCH
+
+
+def admit(ctx: Context, factor: Factor, *, configured: bool, missing: str) -> Steps[Reject | None]:
+    """Before a text or call: note it, check a provider exists, count it against the limits.
+
+    Args:
+        ctx: the factor's context (user, number, settings, audit notes).
+        factor: what is about to be sent (audit ``factor``).
+        configured: whether what it needs is configured.
+        missing: the failure detail when it is not.
+
+    Returns:
+        Reject(send_limited) when a limit says no; None when the send may go ahead.
+
+    Raises:
+        BackendFailure: not configured, or the limits could not be counted.
+    """
+    ctx.notes.note(factor=factor.value, phone_tail=audit.phone_tail(ctx.phone))
+    if not configured:
+        raise BackendFailure(Failed(Backend.DELIVERY, missing))
+    allowed = yield from within_limits(
+        ctx.settings.send_limits,
+        username=ctx.user.username,
+        phone=ctx.phone,
+        now=ctx.now,
+        notes=ctx.notes,
+    )
+    return None if allowed else Reject(RejectReason.SEND_LIMITED)
 
 
 def deliver(message: Message, ctx: Context) -> Steps[Reject | None]:
