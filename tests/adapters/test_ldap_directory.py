@@ -11,7 +11,6 @@ filter's construction and by showing that a server without the rule adds nothing
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,8 +54,8 @@ from tests.support.tls import TestCa
 pytestmark = pytest.mark.ldap
 
 
-HANG_GUARD_S = 3.0
-"""Upper bound for a call against a dead or frozen server (timeouts of 0.5 s, with margin)."""
+HANG_GUARD_S = 5.0
+"""Deadline of a call against a dead or frozen server (timeouts of 0.5 s, with margin)."""
 
 ALICE_IDENTITY = Identity(
     dn=f"uid=alice,{PEOPLE}",
@@ -478,10 +477,9 @@ class TestOutages:
         """A stopped server gives PrimaryUnavailable quickly, not a hang or a reject."""
         directory = make_directory(urls=(private_slapd.url,))
         private_slapd.stop()
-        started = time.monotonic()
-        with pytest.raises(PrimaryUnavailable, match="no LDAP server answered"):
-            await directory.verify(attempt("alice"), ALICE.password.encode())
-        assert time.monotonic() - started < HANG_GUARD_S
+        async with asyncio.timeout(HANG_GUARD_S):
+            with pytest.raises(PrimaryUnavailable, match="no LDAP server answered"):
+                await directory.verify(attempt("alice"), ALICE.password.encode())
 
     async def test_raises_primary_unavailable_when_server_frozen(
         self, make_directory: Factory, private_slapd: SlapdServer
@@ -489,10 +487,9 @@ class TestOutages:
         """A server that accepts connections but never answers times out into PrimaryUnavailable."""
         directory = make_directory(urls=(private_slapd.url,))
         private_slapd.pause()
-        started = time.monotonic()
-        with pytest.raises(PrimaryUnavailable, match="LDAPSocketReceiveError"):
-            await directory.verify(attempt("alice"), ALICE.password.encode())
-        assert time.monotonic() - started < HANG_GUARD_S
+        async with asyncio.timeout(HANG_GUARD_S):
+            with pytest.raises(PrimaryUnavailable, match="LDAPSocketReceiveError"):
+                await directory.verify(attempt("alice"), ALICE.password.encode())
 
     async def test_recovers_after_server_restart(
         self, make_directory: Factory, private_slapd: SlapdServer

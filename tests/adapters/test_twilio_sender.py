@@ -7,7 +7,7 @@ Everything crosses loopback HTTP: the SDK builds the request, aiohttp sends it, 
 
 from __future__ import annotations
 
-import time
+import asyncio
 import traceback
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
@@ -329,13 +329,12 @@ class TestErrors:
     ) -> None:
         """A server that never answers gives a transient DeliveryFailed after the timeout."""
         api.reply = Reply.HANG
-        started = time.monotonic()
-        failure = await _failure(sender)
-        elapsed = time.monotonic() - started
+        async with asyncio.timeout(TIMEOUT + 5.0):  # a hang guard, not a speed check
+            failure = await _failure(sender)
 
         assert not failure.permanent
         assert failure.code is None
-        assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + 1.0  # hang guard, not a speed check
+        assert failure.detail == f"no answer within {TIMEOUT:g} s"  # its own timeout ended it
         assert len(api.requests) == 1
 
     async def test_wrong_auth_token_is_a_config_fault_not_permanent(

@@ -23,6 +23,9 @@ pytestmark = pytest.mark.interop
 
 CISCO_AVPAIR = b"\x00\x00\x00\x09" + bytes((1, 19)) + b"shell:priv-lvl=15"
 
+HANG_GUARD_S = 10.0
+"""How long the NAS client waits for any reply: a hang guard, far above every window."""
+
 
 def code_now(offset_steps: int = 0) -> str:
     return otp.hotp(TOTP_SECRET, otp.timecode(time.time(), 30) + offset_steps)
@@ -148,14 +151,22 @@ async def test_upstream_challenge_is_relayed_then_our_second_factor_follows(
 async def test_upstream_down_gives_the_fail_mode_answer_in_time(
     nodes: tuple[proxy.ProxyProcess, proxy.ProxyProcess], freeradius: FreeRadiusServer
 ) -> None:
-    """FreeRADIUS stopped: the NAS gets Access-Reject within its window, not silence."""
+    """FreeRADIUS stopped: the NAS gets Access-Reject within its window, not silence.
+
+    The NAS's window is the profile's response_window (3 s); the home server's is 1 s. The
+    reason tells which ran out first: ``primary_unavailable`` is the home server's window
+    ending inside the decision's budget (0.9 x 3 s); had the answer come later, the engine's
+    own deadline would have fired first and the reason would be ``timeout``. The client's
+    timeout is only a hang guard.
+    """
     node_a, _ = nodes
     await _enrol(node_a.cfg, "alice")
     await asyncio.to_thread(node_a.start)
     freeradius.stop()
-    started = time.monotonic()
-    async with RadiusClient("127.0.0.1", node_a.cfg.port, SECRET.encode(), timeout=3.5) as nas:
+    async with RadiusClient(
+        "127.0.0.1", node_a.cfg.port, SECRET.encode(), timeout=HANG_GUARD_S
+    ) as nas:
         reject = await nas.request([(AttrType.USER_NAME, b"alice")], password=b"alice-pw")
     assert reject.code is Code.ACCESS_REJECT
-    assert time.monotonic() - started < 3.0
     assert await node_a.wait_for_output('"reason":"primary_unavailable"')
+    assert '"reason":"timeout"' not in node_a.output()

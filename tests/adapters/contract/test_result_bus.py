@@ -16,15 +16,18 @@ import pytest
 from mfa_radius.ports import SharedState
 from tests.adapters.contract.conftest import TTL, StoreEnv
 
-WAKE_BOUND_S = 0.5
-"""Longest acceptable delay between a publish and the waiter's wake-up (loopback, idle host)."""
+WAIT_S = 60.0
+"""Timeout of a wait that must end by a result: it never runs out while a test lasts."""
+WAKE_BOUND_S = 5.0
+"""Deadline for a waiter to get its result: generous, yet far below WAIT_S, so that only the
+result itself meets it, never the wait's own timeout (after which Redis reads once more)."""
 
 
 async def wait_in_background(
     env: StoreEnv, node: SharedState, key: str
 ) -> asyncio.Task[str | None]:
     """Start a wait on ``key`` and return once it is registered and subscribed."""
-    task = asyncio.create_task(node.wait_result(key, 5.0))
+    task = asyncio.create_task(node.wait_result(key, WAIT_S))
     await env.listening(node)
     assert not task.done()
     return task
@@ -34,17 +37,14 @@ class TestResults:
     async def test_wait_returns_result_published_before(self, env: StoreEnv) -> None:
         """A result published before the wait began is returned at once."""
         await env.peer.publish_result("t1", "approve", TTL)
-        started = time.monotonic()
-        assert await env.store.wait_result("t1", 5.0) == "approve"
-        assert time.monotonic() - started < WAKE_BOUND_S
+        async with asyncio.timeout(WAKE_BOUND_S):
+            assert await env.store.wait_result("t1", WAIT_S) == "approve"
 
     async def test_wait_wakes_when_other_node_publishes(self, env: StoreEnv) -> None:
         """A waiter on one node wakes promptly when another node publishes."""
         task = await wait_in_background(env, env.store, "t1")
         await env.peer.publish_result("t1", "fraud", TTL)
-        published = time.monotonic()
         assert await asyncio.wait_for(task, WAKE_BOUND_S) == "fraud"
-        assert time.monotonic() - published < WAKE_BOUND_S
 
     async def test_wait_wakes_every_waiter_on_key(self, env: StoreEnv) -> None:
         """Every waiter on the key, on either node, gets the result."""
@@ -65,8 +65,11 @@ class TestResults:
     async def test_wait_returns_none_when_timed_out(self, env: StoreEnv) -> None:
         """Without a result, the wait ends with None after its timeout."""
         started = time.monotonic()
-        assert await env.store.wait_result("t1", 0.1) is None
-        assert 0.09 <= time.monotonic() - started < 0.1 + WAKE_BOUND_S
+        async with asyncio.timeout(WAKE_BOUND_S):
+            assert await env.store.wait_result("t1", 0.1) is None
+        # Kept on purpose: both stores wait on the event loop's clock, which no test can fake,
+        # and nothing else shows that the wait did not end early.
+        assert time.monotonic() - started >= 0.09
 
     async def test_wait_returns_none_when_result_expired(self, env: StoreEnv) -> None:
         """A result older than its TTL is no longer returned."""
