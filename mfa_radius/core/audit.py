@@ -95,6 +95,16 @@ class Notes:
         """Record fields (later values win)."""
         self._fields.update(fields)
 
+    def note_unless_known(self, **fields: str) -> None:
+        """Record fields, but never let an empty value replace one already learnt.
+
+        The enrolment database's display name wins over the directory's, except when the
+        database has none: then the directory's stays.
+        """
+        for key, value in fields.items():
+            if value or key not in self._fields:
+                self._fields[key] = value
+
     def notice(self, event: str, **detail: object) -> None:
         """Ask for a warning line about this request."""
         self._notices.append(Notice(event, tuple(detail.items())))

@@ -415,7 +415,8 @@ class Login:
     def _find_user(self) -> Steps[User | None]:
         user = yield from ask(FindUser(self._attempt.username))
         if user is not None:
-            self._notes.note(user_id=user.user_id, display_name=user.display_name, email=user.email)
+            self._notes.note(user_id=user.user_id)
+            self._notes.note_unless_known(display_name=user.display_name, email=user.email)
         return user
 
     def _fail(self, reason: RejectReason) -> Accept | Reject:
