@@ -146,7 +146,7 @@ class RequestHandler:
             return Handled(None, ("drop:internal_error",))
         finally:
             if claimed:
-                await self._release(key)
+                await self._release(key, log)
 
     async def _claim(self, key: str) -> RequestClaim | None:
         """Claim the request cluster-wide; None when the store is down.
@@ -167,12 +167,12 @@ class RequestHandler:
             return ("reply_not_shared",)
         return ()
 
-    async def _release(self, key: str) -> None:
+    async def _release(self, key: str, log: FilteringBoundLogger) -> None:
         """End a claim that made no reply; if the store is down the claim's TTL ends it."""
         try:
             await self._replies.release_request(key)
         except StoreUnavailable:
-            _log.warning("backend_failed", backend="store", error="claim_not_released")
+            log.warning("backend_failed", backend="store", error="claim_not_released")
 
     def _finish(self, log: FilteringBoundLogger, decision: Decision, started: float) -> str:
         """Write the request's notices and its ``request_finished`` line; return its counter."""
