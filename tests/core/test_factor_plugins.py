@@ -27,7 +27,7 @@ from mfa_radius.core.factors.base import Context, Fresh, Settings, Verdict
 from mfa_radius.core.factors.sent_code import SentCode, code_hash, sent_code_matches, sms_text
 from mfa_radius.core.factors.totp import Totp
 from mfa_radius.core.factors.upstream import UpstreamRelay, relay
-from mfa_radius.core.limits import DAY, Lockout
+from mfa_radius.core.limits import Lockout
 from mfa_radius.core.messages import ApproveCall, CodeCall, CodeText, Delivery
 from mfa_radius.core.model import (
     Accept,
@@ -43,7 +43,7 @@ from mfa_radius.core.model import (
 )
 from mfa_radius.core.otp import hotp, timecode
 from mfa_radius.core.policy import ClientPolicy
-from tests.support.script import Answer, drive
+from tests.support.script import Answer, drive, limits_pass
 
 NOW = 1_700_000_000.0
 DEADLINE = NOW + 9.0
@@ -97,13 +97,7 @@ def _totp(at: float, token: TotpToken = TOKEN) -> str:
 
 def _limits_pass() -> list[Answer]:
     """Every send-limit step answering "within limits" for alice at PHONE."""
-    return [
-        (MarkOnce("send:cooldown:alice", 20.0), True),
-        (Count("send:user:alice", 3600.0), 1),
-        (Count(f"send:number:{PHONE}", 3600.0), 1),
-        (Count("send:region:US", 3600.0), 1),
-        (Count(f"send:day:{int(NOW // DAY)}", DAY), 1),
-    ]
+    return limits_pass("alice", PHONE, NOW, "US")
 
 
 class TestRegistry:

@@ -58,7 +58,7 @@ from mfa_radius.core.model import (
 )
 from mfa_radius.core.otp import hotp, timecode
 from mfa_radius.core.policy import ClientPolicy
-from tests.support.script import Answer, run, run_then_expire
+from tests.support.script import Answer, limits_pass, run, run_then_expire
 
 NOW = 1_700_000_000.0
 DEADLINE = NOW + 9.0
@@ -201,13 +201,7 @@ def _password_ok(
 
 def _limits() -> list[Answer]:
     """Every send limit passed for alice at PHONE."""
-    return [
-        (MarkOnce("send:cooldown:alice", 20.0), True),
-        (Count("send:user:alice", 3600.0), 1),
-        (Count(f"send:number:{PHONE}", 3600.0), 1),
-        (Count("send:region:US", 3600.0), 1),
-        (Count(f"send:day:{int(NOW // DAY)}", DAY), 1),
-    ]
+    return limits_pass("alice", PHONE, NOW, "US")
 
 
 def _text() -> Send:

@@ -14,7 +14,8 @@ from typing import Any, TypeAlias, TypeVar
 
 import pytest
 
-from mfa_radius.core.effects import Effect, Steps
+from mfa_radius.core.effects import Count, Effect, MarkOnce, Steps
+from mfa_radius.core.limits import DAY, SendLimits
 from mfa_radius.core.login import Decision, Login, Step
 
 T = TypeVar("T")
@@ -105,3 +106,17 @@ def drive(steps: Steps[T], answers: Script) -> tuple[T, list[Effect[Any]]]:
 
 
 __all__ = ["Answer", "Expected", "Script", "drive", "run", "run_then_expire"]
+
+
+def limits_pass(
+    username: str, phone: str, now: float, region: str, limits: SendLimits | None = None
+) -> list[Answer]:
+    """Every send-limit step for one text or call, each answering "within limits"."""
+    cfg = limits or SendLimits()
+    return [
+        (MarkOnce(f"send:cooldown:{username}", cfg.cooldown), True),
+        (Count(f"send:user:{username}", cfg.per_user.window), 1),
+        (Count(f"send:number:{phone}", cfg.per_number.window), 1),
+        (Count(f"send:region:{region}", cfg.per_region.window), 1),
+        (Count(f"send:day:{int(now // DAY)}", DAY), 1),
+    ]
