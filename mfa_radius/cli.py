@@ -2,6 +2,10 @@
 
 Exit codes: 0 success; 1 the operation failed (login rejected, user not found); 2 the
 configuration is invalid (the message names the file and the key path).
+
+Everything is printed without console markup: error messages and user data (names, prompts,
+``[profile.vpn]`` in a message) contain square brackets that rich would otherwise take for
+style tags and drop. Styles are given as ``style=`` arguments instead.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import secrets
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import segno
 import typer
@@ -38,12 +42,17 @@ T = TypeVar("T")
 # soft_wrap: a "file: key.path: problem" line stays one line in a pipe or a journal; outside a
 # terminal, tables get room instead of the 80 columns rich assumes.
 _WIDTH = None if sys.stdout.isatty() else 200
-out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
-err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
+out = Console(highlight=False, markup=False, emoji=False, soft_wrap=True, width=_WIDTH)
+err = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True, width=_WIDTH)
+
+HELP = (  # the top-level help: typer shows the callback's for the whole command
+    "RADIUS proxy adding a second factor to VPN gateways and RD Gateway: "
+    "TOTP codes from an authenticator app, one-time codes by SMS or voice call, "
+    "and approve calls (answer and press a key)."
+)
 
 cli = typer.Typer(
     name="mfa-radius",
-    help="RADIUS proxy adding a second factor (TOTP) to VPN gateways and RD Gateway.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -65,8 +74,35 @@ def _load(path: Path) -> config.Loaded:
     try:
         return config.load(path)
     except ConfigError as exc:
-        err.print(f"[bold red]config error[/]\n{exc}", markup=True)
-        raise typer.Exit(2) from None
+        _config_error(exc)
+
+
+def _config_error(exc: ConfigError) -> NoReturn:
+    """Print a configuration error (its ``file: key.path: problem`` lines) and exit 2."""
+    err.print("config error", style="bold red")
+    err.print(str(exc))
+    raise typer.Exit(2) from None
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"mfa-radius {__version__}")
+        raise typer.Exit
+
+
+@cli.callback(help=HELP)
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Options that apply before any command."""
 
 
 def _run(coro: Awaitable[T]) -> T:
@@ -76,8 +112,7 @@ def _run(coro: Awaitable[T]) -> T:
     try:
         return asyncio.run(wrapper())
     except ConfigError as exc:
-        err.print(f"config error\n{exc}")
-        raise typer.Exit(2) from None
+        _config_error(exc)
     except (NotFound, AlreadyExists) as exc:
         err.print(str(exc))
         raise typer.Exit(1) from None
@@ -105,12 +140,22 @@ def version() -> None:
 @cli.command()
 def serve(config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
     """Run the proxy until SIGTERM or SIGINT."""
-    loaded = _load(config_path)
+    _serve(_load(config_path))
+
+
+def _serve(loaded: config.Loaded, *, headline: bool = True) -> None:
+    """Run the proxy; a start-up failure (port taken, database down) is a message, not a trace.
+
+    ``headline=False`` leaves out the ``config error`` line: the demo wrote the configuration
+    itself, so a port already in use is reported on one line naming the address and the reason.
+    """
     configure_logs(level=loaded.config.log.level, fmt=loaded.config.log.format)
     try:
         app.run(loaded)
     except ConfigError as exc:
-        err.print(f"config error\n{exc}")
+        if headline:
+            _config_error(exc)
+        err.print(str(exc))
         raise typer.Exit(2) from None
     except BackendError as exc:
         err.print(f"start-up failed: {exc}")
@@ -156,6 +201,8 @@ def check_config(config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
             c.require_message_authenticator.value,
         )
     out.print(table)
+    for note in config.checks.client_overlaps(cfg):
+        out.print(f"note: {config_path}: {note}")
     for warning in config.deadline_warnings(cfg):
         out.print(f"warning: {config_path}: {warning}")
     out.print(f"{config_path}: OK (store: {cfg.store.backend})")
@@ -499,25 +546,39 @@ def demo(
         bool, typer.Option("--serve/--no-serve", help="Start the proxy after set-up.")
     ] = True,
 ) -> None:
-    """Set up a demo (config, key, SQLite database, user 'alice' with TOTP) and run it."""
+    """Set up a demo (config, key, SQLite database, user 'alice' with TOTP, SMS, voice) and run it.
+
+    alice's texts and calls are written to messages.txt in the demo folder.
+    """
     try:
         loaded, files = prepare_demo(directory, port=port)
     except ConfigError as exc:
-        err.print(f"config error\n{exc}")
-        raise typer.Exit(2) from None
+        _config_error(exc)
+    except OSError as exc:
+        err.print(f"{directory}: cannot write the demo files: {exc.strerror or type(exc).__name__}")
+        raise typer.Exit(1) from None
+    except BackendError as exc:
+        err.print(f"demo set-up failed: {exc}")
+        raise typer.Exit(1) from None
     out.print(f"demo config: {files.config}")
     out.print(f"user: alice  password: {files.password}")
     out.print("TOTP for alice (scan with an authenticator app, or use `oathtool`):")
     print_enrolment(files.otpauth_uri, qr=True)
+    # An existing demo config is reused as it is, with the port it was first written with.
+    host, listen_port = config.parse_listen(loaded.config.server.listen[0])
+    if listen_port != port:
+        err.print(
+            f"{files.config} exists and listens on {host}:{listen_port}: --port {port} is not "
+            "used (edit server.listen there, or remove the file to start over)"
+        )
     out.print("log in from another terminal with:")
     out.print(
-        f"  mfa-radius login --server 127.0.0.1 --port {port} "
+        f"  mfa-radius login --server {host} --port {listen_port} "
         f"--secret-file {files.secret_file} --user alice",
         soft_wrap=True,
     )
     if serve_after:
-        configure_logs(level=loaded.config.log.level, fmt=loaded.config.log.format)
-        app.run(loaded)
+        _serve(loaded, headline=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,7 +27,7 @@ import pytest
 from argon2 import PasswordHasher
 from typer.testing import CliRunner, Result
 
-from mfa_radius import app, config
+from mfa_radius import __version__, app, config
 from mfa_radius.adapters.aesgcm_keyring import Keyring
 from mfa_radius.adapters.argon2_primary import hash_password
 from mfa_radius.adapters.radius_client import RadiusClient
@@ -227,6 +227,82 @@ class TestCheckConfig:
             "Input should be 'yes', 'no' or 'auto'"
         ) in result.stderr.splitlines()
 
+    def test_check_config_exits_2_naming_both_clients_when_address_duplicated(
+        self, workdir: Path
+    ) -> None:
+        """Two clients with the same network are exit 2 naming both clients and the network."""
+        write_config(workdir, extra=_client_block("nas2", "127.0.0.0/8"))
+
+        result = _invoke(["check-config", "-c", CONFIG])
+
+        assert result.exit_code == 2
+        assert (
+            f"{CONFIG}: client[1].ipaddr[0]: clients 'nas' and 'nas2' both list 127.0.0.0/8; "
+            "a network may belong to one client only"
+        ) in result.stderr.splitlines()
+
+    def test_check_config_prints_overlapping_client_networks(self, workdir: Path) -> None:
+        """A client network inside another client's is allowed, and printed as a note."""
+        write_config(workdir, extra=_client_block("nas-five", "127.0.0.5"))
+
+        result = _ok(["check-config", "-c", CONFIG])
+
+        assert (
+            f"note: {CONFIG}: client[1].ipaddr[0]: 127.0.0.5/32 of client 'nas-five' lies inside "
+            "127.0.0.0/8 of client 'nas' (client[0].ipaddr[0]); requests from 127.0.0.5/32 use "
+            "'nas-five', the most specific network"
+        ) in result.stdout.splitlines()
+        assert f"{CONFIG}: OK (store: memory)" in result.stdout
+
+    def test_check_config_keeps_square_brackets_when_profile_unknown(self, workdir: Path) -> None:
+        """``[profile.vpm]`` in the message is printed as written, not taken for console markup."""
+        write_config(workdir, client='profile = "vpm"')
+
+        result = _invoke(["check-config", "-c", CONFIG])
+
+        assert result.exit_code == 2
+        assert (
+            f"{CONFIG}: client[0].profile: client 'nas' names profile 'vpm', "
+            "which has no [profile.vpm] section"
+        ) in result.stderr.splitlines()
+
+    def test_check_config_prints_a_plain_reason_when_cidr_bad(self, workdir: Path) -> None:
+        """A bad CIDR is one line with the key path and a reason, without pydantic internals."""
+        text = (workdir / CONFIG).read_text().replace('"127.0.0.0/8"', '"10.0.0.300/24"')
+        (workdir / CONFIG).write_text(text)
+
+        result = _invoke(["check-config", "-c", CONFIG])
+
+        assert result.exit_code == 2
+        assert result.stderr.splitlines() == [
+            "config error",
+            f"{CONFIG}: client[0].ipaddr[0]: '10.0.0.300/24' is not an IPv4 or IPv6 address "
+            "or CIDR network (like 10.0.0.0/8)",
+        ]
+
+
+def _client_block(name: str, ipaddr: str) -> str:
+    """A second ``[[client]]`` block for :func:`write_config`'s ``extra``."""
+    return f'[[client]]\nname = "{name}"\nipaddr = "{ipaddr}"\nsecret = "{SECRET}"\n'
+
+
+class TestMain:
+    def test_version_option_prints_name_and_version(self) -> None:
+        """``mfa-radius --version`` prints ``mfa-radius <version>`` and exits 0."""
+        result = _ok(["--version"])
+
+        assert result.stdout == f"mfa-radius {__version__}\n"
+
+    def test_help_describes_every_kind_of_second_factor(self) -> None:
+        """The top-level help names TOTP, SMS, voice and approve calls."""
+        result = _ok(["--help"])
+
+        flat = _flat(result.stdout)
+        assert "second factor (TOTP)" not in flat
+        assert [
+            word for word in ("TOTP", "SMS", "voice", "approve calls") if word not in flat
+        ] == []
+
 
 class TestUser:
     def test_user_add_creates_user_shown_by_user_show(self, workdir: Path) -> None:
@@ -240,6 +316,14 @@ class TestUser:
         assert "Bob B" in shown.stdout
         assert "b@x.org" in shown.stdout
         assert "active" in shown.stdout
+
+    def test_user_show_prints_square_brackets_in_user_data_as_written(self, workdir: Path) -> None:
+        """A display name like ``[bold]Ops[/bold] [vpn]`` is shown verbatim, not as markup."""
+        _ok(["user", "add", "bob", "-c", CONFIG, "--display-name", "[bold]Ops[/bold] [vpn]"])
+
+        shown = _ok(["user", "show", "bob", "-c", CONFIG])
+
+        assert "[bold]Ops[/bold] [vpn]" in shown.stdout
 
     def test_user_add_folds_the_username_to_lower_case(self, workdir: Path) -> None:
         """``user add Bob`` stores ``bob``, found again as ``BOB``."""
@@ -594,6 +678,15 @@ class TestServe:
         assert result.exit_code == 2
         assert f"{CONFIG}: client[0].colour: unknown key" in result.stderr
 
+    def test_serve_exits_2_naming_both_clients_when_address_duplicated(self, workdir: Path) -> None:
+        """A network in two clients stops ``serve`` with exit 2 and a message, not a traceback."""
+        write_config(workdir, extra=_client_block("nas2", "127.0.0.0/8"))
+
+        result = _invoke(["serve", "-c", CONFIG])
+
+        assert result.exit_code == 2
+        assert "clients 'nas' and 'nas2' both list 127.0.0.0/8" in result.stderr
+
     def test_serve_exits_0_on_sigterm(self, tmp_path: Path) -> None:
         """A running ``mfa-radius serve`` stops cleanly with exit 0 on SIGTERM."""
         proc = ProxyProcess(write_config(tmp_path, port=free_udp_port()), tmp_path / "log")
@@ -702,6 +795,39 @@ class TestDemo:
 
         assert result.exit_code == 0, result.stdout + result.stderr
         assert "outcome: accept" in result.stdout
+
+    def test_demo_exits_2_with_one_line_naming_address_and_reason_when_port_taken(
+        self, tmp_path: Path
+    ) -> None:
+        """A demo port already bound is one stderr line with the address and the OS reason."""
+        with _bound_udp_socket() as port:
+            demo = subprocess.run(
+                [sys.executable, "-m", "mfa_radius", "demo", "--dir", "demo", "--port", str(port)],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+
+        assert demo.returncode == 2
+        assert demo.stderr.splitlines() == [
+            f"demo/radius.conf: server.listen[0]: cannot bind 127.0.0.1:{port}: "
+            "Address already in use"
+        ]
+        assert "Traceback" not in demo.stdout + demo.stderr
+
+    def test_demo_says_the_existing_configs_port_when_port_differs(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A second run with another --port names the port the kept config listens on."""
+        monkeypatch.chdir(tmp_path)
+        _ok(["demo", "--no-serve", "--dir", "demo", "--port", "18999"])
+
+        again = _ok(["demo", "--no-serve", "--dir", "demo", "--port", "18998"])
+
+        assert "listens on 127.0.0.1:18999: --port 18998 is not used" in _flat(again.stderr)
+        assert "mfa-radius login --server 127.0.0.1 --port 18999 " in again.stdout
 
 
 def _password_of(demo_output: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from mfa_radius import config
+from mfa_radius import app, config
 from mfa_radius.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "radius.conf.example"
@@ -174,6 +174,174 @@ class TestErrors:
         with pytest.raises(ConfigError, match="password_file") as info:
             config.load(path)
         assert "pw@" not in str(info.value)
+
+
+PYDANTIC_INTERNALS = ("lax-or-strict", "function-", "is-instance", "Value error", "instance of")
+"""Fragments of pydantic's own vocabulary that must never reach an admin."""
+
+CLIENT_HEAD = 'name = "vpn"\nsecret = "' + SECRET + '"\n'
+
+
+@pytest.mark.parametrize(
+    ("client_block", "expected"),
+    [
+        (
+            CLIENT_HEAD + 'ipaddr = "10.0.0.300/24"\n',
+            "client[0].ipaddr[0]: '10.0.0.300/24' is not an IPv4 or IPv6 address or CIDR network "
+            "(like 10.0.0.0/8)",
+        ),
+        (
+            CLIENT_HEAD + 'ipaddr = ["127.0.0.1", "10.0.0.0/33"]\n',
+            "client[0].ipaddr[1]: '10.0.0.0/33' is not an IPv4 or IPv6 address or CIDR network "
+            "(like 10.0.0.0/8)",
+        ),
+        (
+            CLIENT_HEAD + 'ipaddr = "10.0.0.1/24"\n',
+            "client[0].ipaddr[0]: '10.0.0.1/24' has host bits set: the network is 10.0.0.0/24",
+        ),
+        (
+            CLIENT_HEAD + "ipaddr = [5]\n",
+            'client[0].ipaddr[0]: must be an address or CIDR network in quotes, like "10.0.0.0/8"',
+        ),
+        (
+            CLIENT_HEAD + 'ipaddr = "10.0.0.1"\nrequire_message_authenticator = "maybe"\n',
+            "client[0].require_message_authenticator: Input should be 'yes', 'no' or 'auto'",
+        ),
+        (
+            CLIENT_HEAD + "ipaddr = 10\n",
+            "client[0].ipaddr: must be an array",
+        ),
+        (
+            CLIENT_HEAD + 'ipaddr = "10.0.0.1"\nprofile = 3\n',
+            "client[0].profile: Input should be a valid string",
+        ),
+        (
+            f'secret = "{SECRET}"\nipaddr = "10.0.0.1"\n',
+            "client[0].name: required key missing",
+        ),
+        (
+            CLIENT_HEAD + 'ipaddr = "10.0.0.1"\ncolour = "red"\n',
+            "client[0].colour: unknown key",
+        ),
+    ],
+    ids=[
+        "bad-cidr",
+        "bad-cidr-in-list",
+        "host-bits-set",
+        "address-not-a-string",
+        "bad-enum-value",
+        "wrong-type-not-an-array",
+        "wrong-type-not-a-string",
+        "missing-required-key",
+        "unknown-key",
+    ],
+)
+class TestErrorMessages:
+    def test_names_file_key_path_and_plain_reason(
+        self, tmp_path: Path, client_block: str, expected: str
+    ) -> None:
+        """The message is exactly ``file: key.path: reason`` for each kind of mistake."""
+        path = _write(tmp_path, "[[client]]\n" + client_block)
+        with pytest.raises(ConfigError) as info:
+            config.load(path)
+        assert str(info.value) == f"{path}: {expected}"
+
+    def test_carries_no_pydantic_internals(
+        self, tmp_path: Path, client_block: str, expected: str
+    ) -> None:
+        """No schema names, class names or pydantic prefixes appear in the message."""
+        path = _write(tmp_path, "[[client]]\n" + client_block)
+        with pytest.raises(ConfigError) as info:
+            config.load(path)
+        assert not [part for part in PYDANTIC_INTERNALS if part in str(info.value)]
+
+
+class TestSectionErrors:
+    def test_section_of_wrong_type_is_called_a_table(self, tmp_path: Path) -> None:
+        """``server = 5`` says the key must be a table, not which Python class was expected."""
+        path = _write(tmp_path, "server = 5\n" + MINIMAL)
+        with pytest.raises(ConfigError) as info:
+            config.load(path)
+        assert str(info.value) == f"{path}: server: must be a table"
+
+    def test_missing_client_section_is_named(self, tmp_path: Path) -> None:
+        """A file without any ``[[client]]`` names the missing key."""
+        path = _write(tmp_path, "[log]\n")
+        with pytest.raises(ConfigError) as info:
+            config.load(path)
+        assert str(info.value) == f"{path}: client: required key missing"
+
+    def test_unknown_profile_is_named_at_the_client_profile_key(self, tmp_path: Path) -> None:
+        """The message names ``client[0].profile`` and spells out the missing section."""
+        path = _write(tmp_path, MINIMAL + 'profile = "vpm"\n')
+        with pytest.raises(ConfigError) as info:
+            config.load(path)
+        assert str(info.value) == (
+            f"{path}: client[0].profile: client 'vpn' names profile 'vpm', "
+            "which has no [profile.vpm] section"
+        )
+
+
+def _client(name: str, *networks: str) -> str:
+    listed = ", ".join(f'"{n}"' for n in networks)
+    return f'[[client]]\nname = "{name}"\nipaddr = [{listed}]\nsecret = "{SECRET}"\n'
+
+
+class TestClientNetworks:
+    def test_refuses_the_same_network_in_two_clients(self, tmp_path: Path) -> None:
+        """A network in two clients names both clients, the network and the second listing."""
+        path = _write(tmp_path, _client("vpn", "10.0.0.0/8") + _client("vpn2", "10.0.0.0/8"))
+        with pytest.raises(ConfigError) as info:
+            config.load(path)
+        assert str(info.value) == (
+            f"{path}: client[1].ipaddr[0]: clients 'vpn' and 'vpn2' both list 10.0.0.0/8; "
+            "a network may belong to one client only"
+        )
+
+    def test_refuses_an_address_and_its_slash_32_in_two_clients(self, tmp_path: Path) -> None:
+        """``10.1.2.3`` and ``10.1.2.3/32`` are the same network."""
+        path = _write(
+            tmp_path,
+            _client("vpn", "192.0.2.0/24", "10.1.2.3") + _client("vpn2", "10.1.2.3/32"),
+        )
+        with pytest.raises(ConfigError, match=r"client\[1\]\.ipaddr\[0\]: .*10\.1\.2\.3/32"):
+            config.load(path)
+
+    def test_refuses_a_network_listed_twice_in_one_client(self, tmp_path: Path) -> None:
+        """A client listing a network twice is an error at the second listing."""
+        path = _write(tmp_path, _client("vpn", "2001:db8::/32", "2001:db8::/32"))
+        with pytest.raises(ConfigError) as info:
+            config.load(path)
+        assert str(info.value) == (
+            f"{path}: client[0].ipaddr[1]: client 'vpn' lists 2001:db8::/32 twice"
+        )
+
+    def test_accepts_a_client_network_inside_another_clients(self, tmp_path: Path) -> None:
+        """10.1.2.3/32 inside 10.0.0.0/8 loads, and the NAS table gives 10.1.2.3 to its client."""
+        path = _write(tmp_path, _client("vpn", "10.0.0.0/8") + _client("vpn2", "10.1.2.3/32"))
+        table = app.client_table(config.load(path))
+        matched = [table.lookup(ip) for ip in ("10.1.2.3", "10.1.2.4")]
+        assert [c.name if c else None for c in matched] == ["vpn2", "vpn"]
+
+    def test_reports_a_client_network_inside_another_clients(self, tmp_path: Path) -> None:
+        """The overlap is reported at the more specific network, naming both clients."""
+        path = _write(tmp_path, _client("vpn", "10.0.0.0/8") + _client("vpn2", "10.1.2.3/32"))
+        notes = config.checks.client_overlaps(config.load(path).config)
+        assert notes == [
+            "client[1].ipaddr[0]: 10.1.2.3/32 of client 'vpn2' lies inside 10.0.0.0/8 of client "
+            "'vpn' (client[0].ipaddr[0]); requests from 10.1.2.3/32 use 'vpn2', the most "
+            "specific network"
+        ]
+
+    def test_reports_no_overlap_for_disjoint_networks_or_other_families(
+        self, tmp_path: Path
+    ) -> None:
+        """Disjoint networks, IPv4 against IPv6, and one client's own networks are not noted."""
+        path = _write(
+            tmp_path,
+            _client("vpn", "10.0.0.0/8", "10.1.0.0/16", "::/0") + _client("vpn2", "192.0.2.1"),
+        )
+        assert config.checks.client_overlaps(config.load(path).config) == []
 
 
 class TestFiles:

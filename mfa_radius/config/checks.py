@@ -4,8 +4,10 @@ Responsible for the rules a single field cannot express: one of ``secret`` and `
 factors that suit the mode, a profile whose ``primary`` names a configured backend, unique
 names. Each ``ValueError`` check is called by the validator of the model it concerns in
 :mod:`mfa_radius.config.schema`, so pydantic reports it at that section's key path
-(``profile.vpn: ...``) and the loader turns it into a ``ConfigError``. :func:`deadline_warnings`
-is advice, not an error: ``check-config`` and start-up print it and carry on.
+(``profile.vpn: ...``) and the loader turns it into a ``ConfigError``. A rule about the whole
+file raises :class:`KeyProblem`, which carries the key path it is about (``client[1].ipaddr[0]``)
+so that the message names the key and not the top level. :func:`deadline_warnings` and
+:func:`client_overlaps` are advice, not errors: ``check-config`` prints them and carries on.
 
 Must not read files or the environment, nor change a value: a check only refuses or warns.
 It imports the schema only for type annotations, because the schema calls into it.
@@ -13,6 +15,7 @@ It imports the schema only for type annotations, because the schema calls into i
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +24,29 @@ from pydantic import SecretStr
 from mfa_radius.core.model import Mode
 
 if TYPE_CHECKING:
-    from mfa_radius.config.schema import Config, LdapConfig, ProfileConfig, WebhookConfig
+    from mfa_radius.config.schema import (
+        Config,
+        IpNetwork,
+        LdapConfig,
+        ProfileConfig,
+        WebhookConfig,
+    )
+
+
+class KeyProblem(ValueError):
+    """A rule across sections is broken at ``key`` (a key path such as ``client[1].ipaddr[0]``).
+
+    pydantic reports an error raised by ``Config``'s validator at the top level; the loader reads
+    ``key`` from this exception to name the place the admin must change.
+
+    Args:
+        key: the key path, in the loader's ``section[index].key`` notation.
+        message: what is wrong there, without echoing a secret.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def one_secret(secret: SecretStr | None, secret_file: Path | None) -> None:
@@ -119,35 +144,113 @@ def webhook_complete(webhook: WebhookConfig) -> None:
 
 
 def sections_agree(cfg: Config) -> None:
-    """Check what spans sections: unique names, and the profiles clients and backends name.
+    """Check what spans sections: unique names and networks, profiles, the backends they use.
 
     Args:
         cfg: the whole configuration, every section already valid on its own.
 
     Raises:
-        ValueError: for a duplicate name, a client naming a missing profile, or a profile whose
-            ``primary`` has no backend configured.
+        KeyProblem: for a duplicate name, a network listed twice, a client naming a missing
+            profile, or a profile whose ``primary`` has no backend configured.
     """
     for kind, names in (
         ("client", [c.name for c in cfg.client]),
         ("home_server", [h.name for h in cfg.home_server]),
     ):
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"{kind} names must be unique: {', '.join(dupes)}")
-    for client in cfg.client:
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise KeyProblem(f"{kind}[{index}].name", f"{kind} names must be unique: {name}")
+    unique_networks(cfg)
+    for index, client in enumerate(cfg.client):
         if client.profile != "default" and client.profile not in cfg.profile:
-            raise ValueError(
+            raise KeyProblem(
+                f"client[{index}].profile",
                 f"client {client.name!r} names profile {client.profile!r}, "
-                "which has no [profile.{client.profile}] section"
+                f"which has no [profile.{client.profile}] section",
             )
     for name, prof in cfg.profiles().items():
         if prof.primary == "upstream" and not cfg.home_server:
-            raise ValueError(
-                f'profile {name!r} uses primary = "upstream" but no [[home_server]] is configured'
+            raise KeyProblem(
+                f"profile.{name}.primary",
+                f'profile {name!r} uses primary = "upstream" but no [[home_server]] is configured',
             )
         if prof.primary == "ldap" and not cfg.ldap.server:
-            raise ValueError(f'profile {name!r} uses primary = "ldap" but [ldap] server is empty')
+            raise KeyProblem(
+                f"profile.{name}.primary",
+                f'profile {name!r} uses primary = "ldap" but [ldap] server is empty',
+            )
+
+
+def unique_networks(cfg: Config) -> None:
+    """Refuse a network listed twice, in one client or in two.
+
+    A source address is matched to the client with its most specific network; two clients with
+    the same network would leave it unclear whose secret and profile a request gets (the NAS
+    table refuses to start). ``10.1.2.3`` and ``10.1.2.3/32`` are the same network.
+
+    Args:
+        cfg: the whole configuration.
+
+    Raises:
+        KeyProblem: at the second listing, naming both clients and the network.
+    """
+    owners: dict[IpNetwork, str] = {}
+    for index, client in enumerate(cfg.client):
+        for position, network in enumerate(client.ipaddr):
+            first = owners.get(network)
+            if first is None:
+                owners[network] = client.name
+                continue
+            where = f"client[{index}].ipaddr[{position}]"
+            if first == client.name:
+                raise KeyProblem(where, f"client {first!r} lists {network} twice")
+            raise KeyProblem(
+                where,
+                f"clients {first!r} and {client.name!r} both list {network}; "
+                "a network may belong to one client only",
+            )
+
+
+def client_overlaps(cfg: Config) -> list[str]:
+    """Say where one client's network lies inside another client's (allowed, but worth seeing).
+
+    A request is matched to the client with the longest prefix containing its source, as in
+    FreeRADIUS ``clients.conf``: the smaller network's client gets it. Overlaps between networks
+    of the same client change nothing and are not reported.
+
+    Args:
+        cfg: the validated configuration.
+
+    Returns:
+        One sentence per overlapping pair, starting with the key path of the more specific
+        network; empty when no networks overlap.
+    """
+    listed = [
+        (f"client[{index}].ipaddr[{position}]", client.name, network)
+        for index, client in enumerate(cfg.client)
+        for position, network in enumerate(client.ipaddr)
+    ]
+    notes = []
+    for key, name, network in listed:
+        for other_key, other_name, other in listed:
+            if other_name != name and _strictly_inside(network, other):
+                notes.append(
+                    f"{key}: {network} of client {name!r} lies inside {other} of client "
+                    f"{other_name!r} ({other_key}); requests from {network} use {name!r}, "
+                    "the most specific network"
+                )
+    return notes
+
+
+def _strictly_inside(network: IpNetwork, other: IpNetwork) -> bool:
+    """Whether ``network`` is a smaller network within ``other`` (same address family)."""
+    if network.prefixlen <= other.prefixlen:
+        return False
+    if isinstance(network, IPv4Network) and isinstance(other, IPv4Network):
+        return network.subnet_of(other)
+    if isinstance(network, IPv6Network) and isinstance(other, IPv6Network):
+        return network.subnet_of(other)
+    return False
 
 
 def deadline_warnings(cfg: Config) -> list[str]:

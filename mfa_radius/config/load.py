@@ -19,7 +19,9 @@ import tomllib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic_core import ErrorDetails
 
+from mfa_radius.config.checks import KeyProblem
 from mfa_radius.config.schema import KEY_ENV, Config, check_secret
 from mfa_radius.errors import ConfigError
 
@@ -87,7 +89,7 @@ def load(path: Path, *, environ: dict[str, str] | None = None) -> Loaded:
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(path, exc)) from None
+        raise ConfigError(_describe(path, exc, raw)) from None
 
     secrets_by_client = {
         c.name: _shared_secret(path, f"client[{i}]", c.secret, c.secret_file)
@@ -187,15 +189,62 @@ def _read_secret(config_path: Path, key: str, file: Path, *, first_line: bool = 
     return value
 
 
-def _describe(path: Path, exc: ValidationError) -> str:
-    """Render pydantic errors as ``file: key.path: problem`` lines, never echoing input."""
-    lines = []
+def _describe(path: Path, exc: ValidationError, raw: dict[str, object]) -> str:
+    """Render pydantic errors as ``file: key.path: problem`` lines, never echoing input.
+
+    The key path is the one the admin sees in the file: pydantic's own schema names (the
+    members of a union it tried) are left out, and its type names are said in TOML's words.
+    """
+    lines: list[str] = []
     for error in exc.errors(include_input=False, include_url=False):
-        loc = ""
-        for part in error["loc"]:
-            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        lines.append(f"{path}: {loc or '(top level)'}: {message}")
+        key = _key_path(error["loc"], raw, missing=error["type"] == "missing")
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, KeyProblem):
+            key = f"{key}.{cause.key}" if key else cause.key
+        line = f"{path}: {key or '(top level)'}: {_reason(error)}"
+        if line not in lines:
+            lines.append(line)
     return "\n".join(lines)
+
+
+_REASONS = {
+    "extra_forbidden": "unknown key",
+    "missing": "required key missing",
+    "model_type": "must be a table",
+    "model_attributes_type": "must be a table",
+    "dict_type": "must be a table",
+    "list_type": "must be an array",
+}
+"""pydantic error types whose message names pydantic's or Python's types, in TOML's words."""
+
+
+def _reason(error: ErrorDetails) -> str:
+    """The plain reason of one pydantic error."""
+    kind = error["type"]
+    if kind in _REASONS:
+        return _REASONS[kind]
+    if kind == "too_short" and isinstance((error.get("ctx") or {}).get("min_length"), int):
+        least = error["ctx"]["min_length"]
+        return f"needs at least {least} {'entry' if least == 1 else 'entries'}"
+    return error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def _key_path(loc: tuple[int | str, ...], raw: object, *, missing: bool) -> str:
+    """``client[0].ipaddr[1]`` from pydantic's location, keeping only keys of the document.
+
+    A name that is not in the document is one of pydantic's schema names (the union member it
+    was trying), except for the last part of a missing key. Indexes are kept: a single value
+    given for a list (``ipaddr = "10.0.0.1"``) is its entry ``[0]``.
+    """
+    path = ""
+    node: object = raw
+    for number, part in enumerate(loc):
+        if isinstance(part, int):
+            path += f"[{part}]"
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+        elif isinstance(node, dict) and part in node:
+            path += f".{part}" if path else part
+            node = node[part]
+        elif missing and number == len(loc) - 1:
+            path += f".{part}" if path else str(part)
+    return path

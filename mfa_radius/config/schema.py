@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -119,6 +120,41 @@ def parse_listen(item: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def parse_network(item: object) -> IpNetwork:
+    """Read one ``ipaddr`` entry: an address (``192.0.2.1``) or a CIDR network (``10.0.0.0/8``).
+
+    Done here rather than by pydantic's own network types, whose errors for a union of IPv4 and
+    IPv6 carry its internal schema names, and which take a bare integer for an address.
+
+    Args:
+        item: the value as written in the file.
+
+    Returns:
+        The network; an address is a network of one (``/32``, ``/128``).
+
+    Raises:
+        ValueError: with a plain reason (host bits set names the network that was meant).
+    """
+    if isinstance(item, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return item
+    if not isinstance(item, str):
+        # pydantic reports a ValueError at the key path; a TypeError would escape as a traceback
+        raise ValueError(  # noqa: TRY004
+            'must be an address or CIDR network in quotes, like "10.0.0.0/8"'
+        )
+    try:
+        return ipaddress.ip_network(item.strip())
+    except ValueError:
+        pass
+    try:
+        network = ipaddress.ip_network(item.strip(), strict=False)
+    except ValueError:
+        raise ValueError(
+            f"{item!r} is not an IPv4 or IPv6 address or CIDR network (like 10.0.0.0/8)"
+        ) from None
+    raise ValueError(f"{item!r} has host bits set: the network is {network}")
+
+
 class _SharedSecret(_Model):
     """A RADIUS peer's shared secret, given inline (``secret``) or in a file (``secret_file``)."""
 
@@ -146,7 +182,7 @@ class ClientConfig(_SharedSecret):
     """``[[client]]``: a NAS (VPN gateway, NPS server) allowed to send requests."""
 
     name: str = Field(min_length=1, description="Name used in logs and audit lines.")
-    ipaddr: list[IpNetwork] = Field(
+    ipaddr: list[Annotated[IpNetwork, BeforeValidator(parse_network)]] = Field(
         description="Source address or CIDR network(s) of the NAS (IPv4 or IPv6)."
     )
     require_message_authenticator: MaPolicy = Field(
