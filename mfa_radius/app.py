@@ -2,8 +2,14 @@
 
 The only module that knows every concrete class. It builds each part from its slice of the
 configuration, checks at start-up what can be checked (the enrolment key decrypts the stored
-secrets, the store answers), binds the UDP sockets, and stops cleanly on SIGTERM/SIGINT by
-draining in-flight requests for a bounded time.
+secrets, the store answers), binds the UDP sockets, and stops cleanly on SIGTERM/SIGINT.
+
+Stopping, in order: the listeners take no new datagram (each is dropped and counted as
+``drop:shutting_down``); every request in flight is decided and answered on the still-open
+sockets, for at most :func:`drain_seconds` (the longest profile ``response_window``, within
+which the engine answers every request, plus the store calls around the decision); then the
+sockets close, the backends close, the ``server_stopped`` line gives the counters and the log
+output is flushed.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from mfa_radius.adapters.sql_enrolments import SqlEnrolmentStore
 from mfa_radius.adapters.twilio.sender import TwilioMessageSender
 from mfa_radius.adapters.upstream_radius import HomeServer, UpstreamRadiusAuthenticator
 from mfa_radius.admin import AdminServer
-from mfa_radius.config import Loaded, deadline_warnings, parse_listen
+from mfa_radius.config import Config, Loaded, deadline_warnings, parse_listen
 from mfa_radius.config.policy import client_policy, lockout, send_limits
 from mfa_radius.core.login import Settings
 from mfa_radius.deadlines import Deadlines
@@ -52,8 +58,25 @@ from mfa_radius.webhook import WebhookServer
 
 log = structlog.get_logger("mfa_radius.app")
 
-DRAIN_SECONDS = 5.0
-"""How long in-flight requests may finish after a stop signal."""
+DRAIN_MARGIN = 0.5
+"""Seconds added to the drain bound for scheduling and sending the last replies."""
+
+
+def drain_seconds(cfg: Config) -> float:
+    """How long requests in flight at a stop may take to finish and be answered.
+
+    The engine answers every request within its profile's ``response_window``; the handler's
+    cluster claim before the decision and its shared reply after it each wait at most
+    ``store.timeout``.
+
+    Args:
+        cfg: the validated configuration.
+
+    Returns:
+        Seconds: the longest response window, two store deadlines and :data:`DRAIN_MARGIN`.
+    """
+    longest = max(p.response_window for p in cfg.profiles().values())
+    return longest + 2 * cfg.store.timeout + DRAIN_MARGIN
 
 
 def packaged_dictionary() -> Path:
@@ -333,7 +356,7 @@ class Running:
         servers: the protocol of each listener.
         store: the challenge store.
         enrolments: the enrolment database.
-        stopped: set to request a stop.
+        stopped: set once a stop was requested (:meth:`stop`).
     """
 
     addresses: list[tuple[str, int]]
@@ -341,6 +364,17 @@ class Running:
     store: SharedState
     enrolments: EnrolmentStore
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def stop(self) -> None:
+        """Request a stop: the listeners take no new datagram from now on (signal handler)."""
+        for server in self.servers:
+            server.stop()
+        self.stopped.set()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being worked on now, over every listener."""
+        return sum(server.in_flight for server in self.servers)
 
 
 @contextlib.asynccontextmanager
@@ -354,9 +388,9 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
     cfg = loaded.config
     clock = SystemClock()
     node = cfg.server.node_name or socket.gethostname()
+    grace = drain_seconds(cfg)
     enrolments = await open_enrolments(loaded)
     store = open_store(loaded, clock)
-    transports: list[asyncio.DatagramTransport] = []
     servers: list[UdpListener] = []
     primaries = Primaries(by_name={})
     sender: MessageSender | None = None
@@ -407,8 +441,9 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
             ),
             deadlines=deadlines,
         )
+        clients = client_table(loaded)
         endpoint = Endpoint(
-            client_table(loaded),
+            clients,
             reply_ttl=cfg.server.reply_cache_ttl,
             max_entries=cfg.server.reply_cache_entries,
             status_server=cfg.server.status_server,
@@ -429,6 +464,7 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
             server = UdpListener(
                 endpoint=endpoint,
                 handler=handler,
+                clients=clients,
                 clock=clock,
                 max_in_flight=cfg.server.max_in_flight,
             )
@@ -440,7 +476,6 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
                 raise ConfigError(
                     f"{loaded.path}: server.listen[{index}]: cannot bind {item}: {_os_reason(exc)}"
                 ) from None
-            transports.append(transport)
             servers.append(server)
             sockname = transport.get_extra_info("sockname")
             addresses.append((str(sockname[0]), int(sockname[1])))
@@ -453,10 +488,14 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
         )
         yield Running(addresses=addresses, servers=servers, store=store, enrolments=enrolments)
     finally:
-        for transport in transports:
-            transport.close()
         for server in servers:
-            await server.drain(DRAIN_SECONDS)
+            server.stop()
+        in_flight = sum(server.in_flight for server in servers)
+        if in_flight:
+            log.info("server_draining", node=node, in_flight=in_flight, grace=grace)
+        await asyncio.gather(*(server.drain(grace) for server in servers))
+        for server in servers:
+            await server.close()
         await primaries.close()
         if webhook is not None:
             await webhook.close()
@@ -487,27 +526,33 @@ def _same(server: UdpListener) -> UdpListener:
 
 
 async def serve(loaded: Loaded) -> None:
-    """Run the proxy until SIGTERM or SIGINT."""
+    """Run the proxy until SIGTERM or SIGINT, then stop as the module docstring says.
+
+    The signal handler stops the listeners at once; log lines are flushed every 100 ms
+    until everything is closed (the drain's audit lines included), and once more at the end.
+    """
+    loop = asyncio.get_running_loop()
+    finished = asyncio.Event()
+    flusher = loop.create_task(_flush_logs(finished))
     try:
         async with running(loaded) as proxy:
-            loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, proxy.stopped.set)
-            flusher = loop.create_task(_flush_logs(proxy.stopped))
+                loop.add_signal_handler(sig, proxy.stop)
             await proxy.stopped.wait()
-            log.info("server_stopping", reason="signal")
-            await flusher
+            log.info("server_stopping", reason="signal", in_flight=proxy.in_flight)
     finally:
+        finished.set()
+        await flusher
         logs.flush()
 
 
-async def _flush_logs(stopped: asyncio.Event) -> None:
-    """Write buffered log lines out every 100 ms until the proxy stops."""
-    while not stopped.is_set():
+async def _flush_logs(finished: asyncio.Event) -> None:
+    """Write buffered log lines out every 100 ms until ``finished`` is set."""
+    while not finished.is_set():
         logs.flush()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(0.1):
-                await stopped.wait()
+                await finished.wait()
 
 
 def tune_garbage_collector() -> None:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mfa_radius import app, config
 from mfa_radius.adapters.aesgcm_keyring import Keyring
@@ -144,6 +147,20 @@ async def exchange(sock: socket.socket, data: bytes, port: int, *, wait: float =
     return reply
 
 
+async def until(done: Callable[[], bool], what: str, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    """Poll ``done`` every 20 ms until it holds; fail the test naming ``what`` past ``timeout``.
+
+    A bounded poll for something another process or the event loop does (a datagram handled,
+    a request reaching a fake): the deadline is generous, the test goes on as soon as it holds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if done():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
 class ProxyProcess:
     """``mfa-radius serve`` in a child process, stopped with SIGTERM.
 
@@ -187,9 +204,35 @@ class ProxyProcess:
             self._proc.kill()
             return self._proc.wait(timeout=5)
 
+    def send_signal(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Send ``sig`` without waiting (see :meth:`wait`)."""
+        if self._proc is None:
+            raise RuntimeError("the proxy was not started")
+        self._proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """Wait for the process to exit and return its exit code (kill it past ``timeout``)."""
+        if self._proc is None:
+            return 0
+        try:
+            return self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            return self._proc.wait(timeout=5)
+
     def output(self) -> str:
         """What the process wrote so far."""
         return self.log_path.read_text(errors="replace")
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The JSON log lines written so far, in order: of event ``name``, or all of them."""
+        found = []
+        for line in self.output().splitlines():
+            if line.startswith("{"):
+                entry = json.loads(line)
+                if isinstance(entry, dict) and name in (None, entry.get("event")):
+                    found.append(entry)
+        return found
 
     async def wait_for_output(self, text: str, timeout: float = 3.0) -> bool:  # noqa: ASYNC109
         """Wait until ``text`` appears in the output (the audit line follows the reply)."""
