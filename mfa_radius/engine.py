@@ -39,6 +39,7 @@ from mfa_radius.core.effects import (
     PutChallenge,
     Send,
     TakeChallenge,
+    Uncount,
     WaitResult,
 )
 from mfa_radius.core.login import Decision, Fresh, Login, Settings
@@ -231,6 +232,8 @@ class Engine:
                     return await ports.marks.mark_once(key, ttl)
                 case Count(key=key, window=window):
                     return await ports.marks.count(key, window)
+                case Uncount(key=key):
+                    return await ports.marks.uncount(key)
                 case PeekCount(key=key):
                     return await ports.marks.peek_count(key)
                 case Forget(keys=keys):
@@ -248,10 +251,17 @@ class Engine:
                     raise TypeError(f"unknown effect {type(effect).__name__}")
         except TimeoutError:
             log.warning("backend_failed", backend=effect.backend.value, error="TimeoutError")
-            return Failed(effect.backend, "timeout")
+            # A send that ran out of time may still have gone out.
+            return Failed(effect.backend, "timeout", maybe_sent=isinstance(effect, Send))
         except DeliveryFailed as exc:
             log.warning("backend_failed", backend=exc.backend, error=exc.detail)
-            return Failed(Backend.DELIVERY, exc.detail, permanent=exc.permanent, code=exc.code)
+            return Failed(
+                Backend.DELIVERY,
+                exc.detail,
+                permanent=exc.permanent,
+                code=exc.code,
+                maybe_sent=exc.maybe_sent,
+            )
         except BackendError as exc:
             log.warning("backend_failed", backend=exc.backend, error=exc.detail)
             return Failed(effect.backend, exc.detail)

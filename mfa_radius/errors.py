@@ -81,14 +81,24 @@ class DeliveryFailed(BackendError):
             the login is rejected with its own reason; False for an outage (5xx, 429,
             timeout), where the profile's fail mode decides.
         code: the provider's error code, when it gave one (Twilio's 21211, ...).
+        maybe_sent: True when the request reached the provider and its fate is unknown (no
+            answer in time, an unreadable 2xx): the message may have gone out, so it keeps
+            counting against the send limits.
     """
 
     def __init__(
-        self, backend: str, detail: str = "", *, permanent: bool = False, code: int | None = None
+        self,
+        backend: str,
+        detail: str = "",
+        *,
+        permanent: bool = False,
+        code: int | None = None,
+        maybe_sent: bool = False,
     ) -> None:
         super().__init__(backend, detail)
         self.permanent = permanent
         self.code = code
+        self.maybe_sent = maybe_sent
 
 
 class PrimaryUnavailable(BackendError):

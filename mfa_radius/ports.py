@@ -101,6 +101,17 @@ class Marks(Protocol):
         """
         ...
 
+    async def uncount(self, key: str) -> int:
+        """Take one back from a counter: never below zero, its window (TTL) unchanged.
+
+        Used to give back a send that was counted but not made. An absent or expired
+        counter stays absent.
+
+        Returns:
+            The counter's value after this (0 when absent or expired).
+        """
+        ...
+
     async def peek_count(self, key: str) -> int:
         """Return a counter's value without changing it (0 when absent or expired)."""
         ...

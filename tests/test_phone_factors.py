@@ -306,6 +306,55 @@ class TestDeliveryFailures:
         assert await harness.login(safe) == Accept(AcceptReason.FAIL_SAFE, ATTRS)
 
 
+class TestFailedSendsGiveBack:
+    TIGHT = limits.SendLimits(
+        per_user=limits.Rate(2, 3600),
+        per_number=limits.Rate(2, 3600),
+        per_region=limits.Rate(2, 3600),
+        daily=2,
+        cooldown=0.001,  # Redis keeps real time: 1 ms has passed by the next login
+    )
+
+    @pytest.mark.parametrize(
+        ("fail", "reason"),
+        [
+            ("outage", RejectReason.DELIVERY_UNAVAILABLE),
+            ("permanent", RejectReason.DELIVERY_REJECTED),
+        ],
+        ids=["outage", "refused"],
+    )
+    async def test_user_is_not_send_limited_when_the_provider_recovers(
+        self,
+        enrolments: SqlEnrolmentStore,
+        store: SharedState,
+        clock: FakeClock,
+        fail: str,
+        reason: RejectReason,
+    ) -> None:
+        """Five failed sends under a limit of two: once the provider is back, the code is sent."""
+        harness = Harness(enrolments, store, clock, self.TIGHT)
+        harness.sender.fail = fail
+        for _ in range(5):
+            assert await harness.login() == Reject(reason)
+            clock.advance(1)
+        harness.sender.fail = ""
+        await harness.challenge()
+        assert harness.kinds() == ["sms"]
+        assert await store.peek_count("send:user:pat") == 1
+        assert await store.peek_count(f"send:number:{PHONE}") == 1
+
+    async def test_cooldown_still_spaces_retries_after_a_failed_send(
+        self, enrolments: SqlEnrolmentStore, store: SharedState, clock: FakeClock
+    ) -> None:
+        """A failed send gives its counts back but not its cool-down: an instant retry waits."""
+        harness = Harness(enrolments, store, clock, replace(self.TIGHT, cooldown=60.0))
+        harness.sender.fail = "outage"
+        assert await harness.login() == Reject(RejectReason.DELIVERY_UNAVAILABLE)
+        harness.sender.fail = ""
+        assert await harness.login() == Reject(RejectReason.SEND_LIMITED)
+        assert harness.sender.messages == []
+
+
 class TestLockout:
     async def test_wrong_codes_lock_the_user_and_unlock_clears_it(
         self, enrolments: SqlEnrolmentStore, store: SharedState, clock: FakeClock

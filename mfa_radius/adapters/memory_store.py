@@ -248,6 +248,24 @@ class MemoryChallengeStore:
         self._insert(self._counters, key, (_expiry(now, window), 1), now)
         return 1
 
+    async def uncount(self, key: str) -> int:
+        """Take one back from a counter, never below zero, keeping its expiry.
+
+        Returns:
+            The counter's value after this (0 when absent or expired; nothing is created).
+        """
+        entry = self._counters.get(key)
+        if entry is None:
+            return 0
+        expires, value = entry
+        if expires <= self._clock.now():
+            del self._counters[key]
+            return 0
+        value = max(value - 1, 0)
+        # Assigning to an existing key keeps its place and expiry: the table stays ordered.
+        self._counters[key] = (expires, value)
+        return value
+
     async def peek_count(self, key: str) -> int:
         """Return a counter's value without changing it (0 when absent or expired)."""
         entry = self._counters.get(key)

@@ -27,6 +27,7 @@ mark_once           SET NX PX
 claim_request       Lua: SET "" NX PX, else GET
 store_reply         SET PX
 count               Lua: INCR, then PEXPIRE when the key has no TTL (the first hit)
+uncount             Lua: DECR when the value is above zero (DECR keeps the TTL)
 peek_count          GET
 delete              DEL of ``cnt:`` and ``once:`` for every key given
 publish_result      Lua: SET PX, then PUBLISH
@@ -142,6 +143,18 @@ return n
 """Count one hit; the first hit (or a counter somehow left without TTL) starts the window.
 
 PTTL instead of ``PEXPIRE NX`` keeps Redis 6.2 supported and also repairs a key without TTL."""
+
+_UNCOUNT_LUA: Final = """
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local n = tonumber(v)
+if not n then return redis.error_reply('ERR counter is not an integer') end
+if n > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+"""Take one back from a counter: never below zero, never creating it; DECR keeps the TTL.
+
+A value that is not an integer is an error (``StoreUnavailable``), as for ``count``."""
 
 _PUBLISH_LUA: Final = """
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -384,6 +397,7 @@ class RedisChallengeStore:
         self._claim = self._redis.register_script(_CLAIM_LUA)
         self._release = self._redis.register_script(_RELEASE_LUA)
         self._count = self._redis.register_script(_COUNT_LUA)
+        self._uncount = self._redis.register_script(_UNCOUNT_LUA)
         self._publish = self._redis.register_script(_PUBLISH_LUA)
         # The subscriber's own pool, with the same connection options: a subscribed connection
         # cannot run commands, so it must not take a slot of the command pool. It holds one
@@ -519,6 +533,25 @@ class RedisChallengeStore:
         px = _px(window)
         with map_errors(_ERRORS, _BACKEND):
             value = await self._run_script(self._count, [self._cnt + key], [px])
+        if not isinstance(value, int):
+            raise StoreUnavailable(_BACKEND, "unexpected reply")
+        return value
+
+    async def uncount(self, key: str) -> int:
+        """Take one back from a counter atomically (one round trip), never below zero.
+
+        The counter keeps its TTL, so giving a hit back never extends the window; an absent
+        or expired counter is not created.
+
+        Returns:
+            The counter's value after this (0 when absent or expired).
+
+        Raises:
+            StoreUnavailable: Redis did not answer, refused the command, or the key holds
+                something that is not an integer.
+        """
+        with map_errors(_ERRORS, _BACKEND):
+            value = await self._run_script(self._uncount, [self._cnt + key], [])
         if not isinstance(value, int):
             raise StoreUnavailable(_BACKEND, "unexpected reply")
         return value

@@ -112,6 +112,16 @@ class Count(Effect[int]):
 
 
 @dataclass(frozen=True, slots=True)
+class Uncount(Effect[int]):
+    """Take one back from a windowed counter (never below zero, its window unchanged).
+
+    The result is its new value (0 when the counter is absent or expired).
+    """
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
 class PeekCount(Effect[int]):
     """Read a counter without changing it."""
 
@@ -157,12 +167,15 @@ class Failed:
         detail: a non-secret description (an exception class name, ``timeout``).
         permanent: for delivery: the provider refused the number (a retry cannot help).
         code: for delivery: the provider's error code, when it gave one.
+        maybe_sent: for delivery: the request reached the provider but its fate is unknown
+            (no answer in time), so the message may have gone out.
     """
 
     backend: Backend
     detail: str = ""
     permanent: bool = False
     code: int | None = None
+    maybe_sent: bool = False
 
 
 Steps: TypeAlias = Generator[Effect[Any], object, T]

@@ -10,8 +10,17 @@ Wrong codes are counted per user across challenges; past a threshold the user is
 for a time that doubles with every further failure. The count starts only after a correct
 password, so someone who knows only a username cannot lock its owner out.
 
+A send is counted *before* it goes out, so that two nodes sending at the same moment cannot
+both slip under a limit. A send the provider did not take (an outage, a refused number) then
+gives its counts back (``give_back``): a provider outage must not spend the user's quota and
+leave them ``send_limited`` once it recovers. The cool-down mark is not given back, so retries
+during an outage are still spaced. A send that timed out may still have reached the user; it is
+given back too, and then only the cool-down bounds such sends (one per ``cooldown`` seconds per
+user). A request whose response window runs out during the send gives nothing back.
+
 This module computes names, limits and back-off, and says which counters to touch as effects
-(``Count``, ``MarkOnce``, ``PeekCount``, ``Forget``); the engine's runner performs them.
+(``Count``, ``Uncount``, ``MarkOnce``, ``PeekCount``, ``Forget``); the engine's runner performs
+them.
 """
 
 from __future__ import annotations
@@ -19,7 +28,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mfa_radius.core.audit import Notes
-from mfa_radius.core.effects import Count, Forget, MarkOnce, PeekCount, Steps, ask
+from mfa_radius.core.effects import (
+    Count,
+    Failed,
+    Forget,
+    MarkOnce,
+    PeekCount,
+    Steps,
+    Uncount,
+    ask,
+)
 from mfa_radius.core.phones import region_of
 
 DAY = 86_400.0
@@ -162,3 +180,26 @@ def within_limits(
             notes.note(limit=reason)
             return False
     return True
+
+
+def give_back(limits: SendLimits, *, username: str, phone: str, now: float) -> Steps[None]:
+    """Take a send the provider did not accept back from every counter it was counted on.
+
+    Called only after :func:`within_limits` allowed the send (so every counter was counted)
+    and the provider then failed or refused it. The cool-down mark stays. Best effort: when
+    the store cannot take a count back, the remaining counts stay as they are (the safe
+    side, as before this step existed) and the caller's decision does not change; the
+    engine logs the store's failure.
+
+    Args:
+        limits: the configured limits.
+        username: the normalised user, as counted.
+        phone: the E.164 destination, as counted.
+        now: the request's time, as counted (it names the daily counter).
+    """
+    counters = send_counters(
+        limits, username=username, number=phone, region=region_of(phone), day=int(now // DAY)
+    )
+    for key, _, _ in counters:
+        if isinstance((yield Uncount(key)), Failed):
+            return

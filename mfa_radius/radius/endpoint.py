@@ -58,9 +58,14 @@ Checks, in order, for every datagram:
    (``cache_full``) rather than risk a second SMS for a retransmission.
 
 Every reply gets Message-Authenticator as its first attribute and the request's Proxy-State
-attributes, unmodified and in order, at its end (RFC 2865 §5.33). Replies stay cached for
-``reply_ttl`` seconds after they are sent; in-progress entries also expire ``reply_ttl`` after
-they arrived, a safety net in case the shell neither replies nor abandons.
+attributes, unmodified and in order, at its end (RFC 2865 §5.33). That fixed part can be known
+from the request alone (:func:`reply_overhead`), so the shell can tell, before any work, whether
+the reply it might send fits the 4096 octets of RFC 2865 §3 (:func:`attributes_octets` measures
+its own attributes); a reply that does not fit is a programming error for :meth:`Endpoint.reply`.
+
+Replies stay cached for ``reply_ttl`` seconds after they are sent; in-progress entries also
+expire ``reply_ttl`` after they arrived, a safety net in case the shell neither replies nor
+abandons.
 """
 
 from __future__ import annotations
@@ -181,6 +186,39 @@ class NewRequest:
 
 Event = Drop | Respond | NewRequest
 """What :meth:`Endpoint.receive` returns."""
+
+_MA_OCTETS = 2 + 16
+"""Message-Authenticator as it sits in every reply: type, length and the 16-octet HMAC-MD5."""
+
+
+def attributes_octets(attributes: Sequence[Attribute]) -> int:
+    """Return how many octets ``attributes`` take in a packet: each value plus its type and length.
+
+    Args:
+        attributes: ``(type, value)`` pairs, each value at most 253 octets (RFC 2865 §5).
+
+    Returns:
+        The sum of ``2 + len(value)``.
+    """
+    return sum(2 + len(value) for _, value in attributes)
+
+
+def reply_overhead(request: NewRequest) -> int:
+    """Return the octets every reply to ``request`` takes besides its own attributes.
+
+    That is the header (RFC 2865 §3), the Message-Authenticator every reply starts with (RFC
+    3579 §3.2) and the request's Proxy-State attributes, echoed at its end (RFC 2865 §5.33). A
+    reply fits when this plus :func:`attributes_octets` of its attributes is at most
+    ``codec.MAX_PACKET_LENGTH`` (4096).
+
+    Args:
+        request: what :meth:`Endpoint.receive` returned.
+
+    Returns:
+        The fixed part's length in octets (38 for a request without Proxy-State).
+    """
+    echoed = sum(2 + len(value) for t, value in request.packet.attributes if t == _PROXY_STATE)
+    return codec.HEADER_LENGTH + _MA_OCTETS + echoed
 
 
 @dataclass(slots=True)
@@ -402,7 +440,7 @@ class Endpoint:
 
         Raises:
             ValueError: another code, or attributes the codec refuses (a value over 253
-                octets, a packet over 4096).
+                octets, a packet over 4096: check with :func:`reply_overhead` first).
         """
         if code not in _REPLY_CODES:
             raise ValueError(f"{code!r} is not an answer to an Access-Request")

@@ -3,11 +3,16 @@
 Transport-neutral: UDP (``transport/udp.py``) and a TLS listener hand it the same
 ``radius.endpoint.NewRequest`` and send the bytes it returns. For each request it
 
-1. claims the request cluster-wide (RFC 5080 §2.2.2 duplicate detection across nodes), so a
+1. makes sure an answer can be sent at all: a reply may not exceed 4096 octets (RFC 2865 §3),
+   and every reply echoes the request's Proxy-State (RFC 2865 §5.33), so a request carrying
+   nearly 4 KB of it could be decided but never answered. Such a request is dropped first,
+   before anything is claimed, sent or stored (``drop:reply_too_large``), see
+   :data:`ENGINE_REPLY_OCTETS` for the bound;
+2. claims the request cluster-wide (RFC 5080 §2.2.2 duplicate detection across nodes), so a
    retransmission that reached another node gets that node's reply instead of a second
    challenge (and a second text message);
-2. normalises the User-Name with the client's profile and lets the engine decide;
-3. encodes the reply (RFC 2865 §4.2-§4.4), shares it with the cluster *before* it is sent
+3. normalises the User-Name with the client's profile and lets the engine decide;
+4. encodes the reply (RFC 2865 §4.2-§4.4), shares it with the cluster *before* it is sent
    (a NAS that fails over at once must find it), and writes the one ``request_finished``
    line from the decision's audit record.
 
@@ -37,10 +42,24 @@ from mfa_radius.core.prompts import fit_octets
 from mfa_radius.engine import Engine, Profile
 from mfa_radius.errors import StoreUnavailable
 from mfa_radius.ports import Clock, ReplyCache, RequestClaim
-from mfa_radius.radius.endpoint import Endpoint, NewRequest
+from mfa_radius.radius.codec import MAX_ATTRIBUTE_VALUE, MAX_PACKET_LENGTH
+from mfa_radius.radius.endpoint import Endpoint, NewRequest, attributes_octets, reply_overhead
 from mfa_radius.radius.packet import Attribute, AttrType, Code
 
 _log: FilteringBoundLogger = structlog.get_logger("mfa_radius.server")
+
+ENGINE_REPLY_OCTETS = 2 * (2 + MAX_ATTRIBUTE_VALUE)
+"""The most octets of attributes an Access-Challenge or Access-Reject of :func:`response` takes.
+
+A Challenge carries one Reply-Message (cut to 253 octets) and one State; a Reject at most
+the Reply-Message; no attribute value exceeds 253 octets (RFC 2865 §5), so 510 octets with
+their headers. A request is taken on only when that much fits beside the reply's fixed part
+(header, Message-Authenticator, echoed Proxy-State): whatever the engine decides, a challenge
+it stores can then be sent. An Access-Accept carries the primary's attributes instead, known
+only once decided; one that does not fit is dropped the same way, after the decision (its
+``request_finished`` line says ``outcome=drop``)."""
+
+_TOO_LARGE = "reply_too_large"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +131,13 @@ class RequestHandler:
             node=self._node,
             server_ip=server_ip,
         )
+        room = MAX_PACKET_LENGTH - reply_overhead(request)
+        if room < ENGINE_REPLY_OCTETS:
+            # Decided before anything is claimed, sent or stored: no reply could carry a
+            # challenge, so none is issued. A retransmission is dropped the same way.
+            self._endpoint.abandon(request)
+            log.debug("request_dropped", reason=_TOO_LARGE)
+            return Handled(None, (f"drop:{_TOO_LARGE}",))
         key = request.key.store_key()
         claim = await self._claim(key)
         if claim is not None and not claim.owner:
@@ -134,6 +160,11 @@ class RequestHandler:
             )
             decision = await self._engine.decide(attempt, profile, log)
             code, attributes = response(decision.outcome)
+            if attributes_octets(attributes) > room:
+                # Only an Accept gets here (the primary's attributes); the finally releases
+                # the claim, so a retransmission is decided again.
+                self._endpoint.abandon(request)
+                return Handled(None, (self._finish(log, decision, started, dropped=_TOO_LARGE),))
             reply = self._endpoint.reply(request, code, attributes, self._clock.now())
             events: tuple[str, ...] = ()
             if claimed:
@@ -174,13 +205,25 @@ class RequestHandler:
         except StoreUnavailable:
             log.warning("backend_failed", backend="store", error="claim_not_released")
 
-    def _finish(self, log: FilteringBoundLogger, decision: Decision, started: float) -> str:
-        """Write the request's notices and its ``request_finished`` line; return its counter."""
+    def _finish(
+        self,
+        log: FilteringBoundLogger,
+        decision: Decision,
+        started: float,
+        *,
+        dropped: str | None = None,
+    ) -> str:
+        """Write the request's notices and its ``request_finished`` line; return its counter.
+
+        ``dropped`` names why a decided request gets no reply (``outcome=drop``).
+        """
         outcome = decision.outcome
         audit = decision.audit
         for notice in audit.notices:
             log.warning(notice.event, **dict(notice.detail))
-        if isinstance(outcome, ChallengeReply):
+        if dropped is not None:
+            kind, reason = "drop", dropped
+        elif isinstance(outcome, ChallengeReply):
             kind = "challenge"
             reason = outcome.retry_reason.value if outcome.retry_reason else "challenge_issued"
         else:
@@ -194,7 +237,7 @@ class RequestHandler:
             duration_ms=duration_ms,
             **audit.fields(),
         )
-        return _OUTCOME_KEYS[kind]
+        return f"drop:{reason}" if dropped is not None else _OUTCOME_KEYS[kind]
 
 
 _OUTCOME_KEYS = {k: f"outcome:{k}" for k in ("accept", "reject", "challenge")}

@@ -110,6 +110,22 @@ class TestRelease:
         await fill(store, 9)
         assert await store.count("c1", 60.0) == 2
 
+    async def test_uncount_works_when_full_and_adds_no_entry(self, clock: FakeClock) -> None:
+        """Giving a hit back needs no room, and an absent counter is not created."""
+        store = MemoryChallengeStore(clock, max_entries=10)
+        await store.count("c1", 60.0)
+        await fill(store, 9)
+        assert [await store.uncount("c1"), await store.uncount("absent")] == [0, 0]
+        assert len(store) == 10
+
+    async def test_uncount_releases_expired_counter(self, clock: FakeClock) -> None:
+        """Giving back on an expired counter drops it."""
+        store = MemoryChallengeStore(clock)
+        await store.count("c1", 5.0)
+        clock.advance(6.0)
+        assert await store.uncount("c1") == 0
+        assert len(store) == 0
+
     async def test_wait_returns_stored_result_when_timeout_zero(self, clock: FakeClock) -> None:
         """A zero timeout still returns a result that is already there."""
         store = MemoryChallengeStore(clock)

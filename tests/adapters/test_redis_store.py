@@ -60,6 +60,7 @@ OPERATIONS: dict[str, Operation] = {
     "claim_request": lambda s: s.claim_request("r1", 60.0),
     "store_reply": lambda s: s.store_reply("r1", b"reply", 60.0),
     "count": lambda s: s.count("c1", 60.0),
+    "uncount": lambda s: s.uncount("c1"),
     "peek_count": lambda s: s.peek_count("c1"),
     "delete": lambda s: s.delete("c1", "m1"),
     "publish_result": lambda s: s.publish_result("t1", "approve", 60.0),
@@ -431,6 +432,30 @@ class TestCounterKeys:
         await admin.set("mfa:cnt:c1", b"many", px=60_000)
         with pytest.raises(StoreUnavailable):
             await store.count("c1", 60.0)
+
+    async def test_uncount_keeps_ttl(self, store: RedisChallengeStore, admin: Redis) -> None:
+        """Taking a hit back leaves the remaining TTL alone."""
+        await store.count("c1", 60.0)
+        await store.count("c1", 60.0)
+        await admin.pexpire("mfa:cnt:c1", 5000)
+        assert await store.uncount("c1") == 1
+        assert 0 < await admin.pttl("mfa:cnt:c1") <= 5000
+
+    async def test_uncount_creates_no_key_when_counter_absent(
+        self, store: RedisChallengeStore, admin: Redis
+    ) -> None:
+        """An uncount of a counter never hit writes nothing."""
+        assert await store.uncount("c1") == 0
+        assert await admin.exists("mfa:cnt:c1") == 0
+
+    async def test_uncount_raises_store_unavailable_when_counter_corrupt(
+        self, store: RedisChallengeStore, admin: Redis
+    ) -> None:
+        """Giving back on a key that is not an integer fails the call and leaves the key."""
+        await admin.set("mfa:cnt:c1", b"many", px=60_000)
+        with pytest.raises(StoreUnavailable):
+            await store.uncount("c1")
+        assert await admin.get("mfa:cnt:c1") == b"many"
 
     async def test_delete_removes_both_namespaces(
         self, store: RedisChallengeStore, admin: Redis

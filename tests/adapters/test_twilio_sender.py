@@ -335,6 +335,7 @@ class TestErrors:
         assert not failure.permanent
         assert failure.code is None
         assert failure.detail == f"no answer within {TIMEOUT:g} s"  # its own timeout ended it
+        assert failure.maybe_sent  # the request reached Twilio: it may have gone out
         assert len(api.requests) == 1
 
     async def test_wrong_auth_token_is_a_config_fault_not_permanent(

@@ -43,7 +43,7 @@ from mfa_radius.core.model import (
 )
 from mfa_radius.core.otp import hotp, timecode
 from mfa_radius.core.policy import ClientPolicy
-from tests.support.script import Answer, drive, limits_pass
+from tests.support.script import Answer, drive, limits_given_back, limits_pass
 
 NOW = 1_700_000_000.0
 DEADLINE = NOW + 9.0
@@ -98,6 +98,11 @@ def _totp(at: float, token: TotpToken = TOKEN) -> str:
 def _limits_pass() -> list[Answer]:
     """Every send-limit step answering "within limits" for alice at PHONE."""
     return limits_pass("alice", PHONE, NOW, "US")
+
+
+def _given_back() -> list[Answer]:
+    """Every send counter of alice at PHONE taken back after a failed send."""
+    return limits_given_back("alice", PHONE, NOW, "US")
 
 
 class TestRegistry:
@@ -277,14 +282,19 @@ class TestSentCode:
     def test_start_rejects_and_notes_the_code_when_the_provider_refuses_the_number(self) -> None:
         """A permanent refusal is delivery_rejected, with the provider's error code noted."""
         ctx = _ctx()
-        started, _ = drive(SentCode(Factor.SMS).start(ctx), [*_limits_pass(), (Send, REFUSED)])
+        started, _ = drive(
+            SentCode(Factor.SMS).start(ctx), [*_limits_pass(), (Send, REFUSED), *_given_back()]
+        )
         assert started == Reject(RejectReason.DELIVERY_REJECTED)
         assert ctx.notes.freeze().delivery_code == 21211
 
     def test_start_raises_a_delivery_failure_when_the_provider_is_down(self) -> None:
         """A transient provider failure is raised for the fail mode to decide."""
         with pytest.raises(BackendFailure) as raised:
-            drive(SentCode(Factor.SMS).start(_ctx()), [*_limits_pass(), (Send, DELIVERY_DOWN)])
+            drive(
+                SentCode(Factor.SMS).start(_ctx()),
+                [*_limits_pass(), (Send, DELIVERY_DOWN), *_given_back()],
+            )
         assert raised.value.failed is DELIVERY_DOWN
 
     @pytest.mark.parametrize(
@@ -482,7 +492,9 @@ class TestApprove:
     def test_start_rejects_without_waiting_when_the_number_is_refused(self) -> None:
         """A refused number is delivery_rejected and no keypress is awaited."""
         ctx = _ctx()
-        decided, seen = drive(Approve().start(ctx), [*_limits_pass(), (Send, REFUSED)])
+        decided, seen = drive(
+            Approve().start(ctx), [*_limits_pass(), (Send, REFUSED), *_given_back()]
+        )
         assert decided == Reject(RejectReason.DELIVERY_REJECTED)
         assert not any(isinstance(e, WaitResult) for e in seen)
         assert ctx.notes.freeze().delivery_code == 21211
@@ -490,7 +502,7 @@ class TestApprove:
     def test_start_raises_a_delivery_failure_when_the_provider_is_down(self) -> None:
         """A transient provider failure is left to the fail mode."""
         with pytest.raises(BackendFailure):
-            drive(Approve().start(_ctx()), [*_limits_pass(), (Send, DELIVERY_DOWN)])
+            drive(Approve().start(_ctx()), [*_limits_pass(), (Send, DELIVERY_DOWN), *_given_back()])
 
 
 class TestUpstreamRelay:

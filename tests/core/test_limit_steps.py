@@ -13,6 +13,7 @@ from mfa_radius.core.effects import (
     Forget,
     MarkOnce,
     PeekCount,
+    Uncount,
 )
 from mfa_radius.core.limits import (
     DAY,
@@ -21,6 +22,7 @@ from mfa_radius.core.limits import (
     SendLimits,
     clear_failures,
     count_failure,
+    give_back,
     lock_for_fraud,
     locked,
     within_limits,
@@ -105,6 +107,40 @@ class TestWithinLimits:
         with pytest.raises(BackendFailure) as raised:
             drive(steps, [(COOLDOWN, STORE_DOWN)])
         assert raised.value.failed is STORE_DOWN
+
+
+class TestGiveBack:
+    def test_takes_one_back_from_every_counter_the_send_was_counted_on(self) -> None:
+        """Each counter within_limits counts is given back once; the cool-down mark is not."""
+        script: list[Answer] = [(Uncount(count.key), 0) for count, _, _ in COUNTERS]
+        result, seen = drive(give_back(LIMITS, username="alice", phone=PHONE, now=NOW), script)
+        assert result is None
+        assert seen == [Uncount(count.key) for count, _, _ in COUNTERS]
+        assert all(effect.key != COOLDOWN.key for effect in seen if isinstance(effect, Uncount))
+
+    def test_names_the_same_counters_as_within_limits(self) -> None:
+        """What is given back is exactly what was counted, down to the region and the day."""
+        counted, counted_seen = drive(
+            within_limits(LIMITS, username="alice", phone="bogus", now=NOW, notes=Notes()),
+            [(COOLDOWN, True), (Count, 1), (Count, 1), (Count, 1), (Count, 1)],
+        )
+        assert counted is True
+        keys = [effect.key for effect in counted_seen if isinstance(effect, Count)]
+        _, seen = drive(
+            give_back(LIMITS, username="alice", phone="bogus", now=NOW),
+            [(Uncount(key), 0) for key in keys],
+        )
+        assert [effect.key for effect in seen if isinstance(effect, Uncount)] == keys
+
+    def test_stops_quietly_when_the_store_cannot_take_a_count_back(self) -> None:
+        """A store failure leaves the remaining counts as they are and raises nothing."""
+        first = COUNTERS[0][0]
+        result, seen = drive(
+            give_back(LIMITS, username="alice", phone=PHONE, now=NOW),
+            [(Uncount(first.key), STORE_DOWN)],
+        )
+        assert result is None
+        assert seen == [Uncount(first.key)]
 
 
 class TestCountFailure:

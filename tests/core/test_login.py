@@ -7,6 +7,7 @@ effects asked for and the audit record. Nothing here does I/O or reads a clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -30,6 +31,7 @@ from mfa_radius.core.effects import (
     PutChallenge,
     Send,
     TakeChallenge,
+    Uncount,
     WaitResult,
 )
 from mfa_radius.core.factors.approve import APPROVE_MARGIN
@@ -58,7 +60,7 @@ from mfa_radius.core.model import (
 )
 from mfa_radius.core.otp import hotp, timecode
 from mfa_radius.core.policy import ClientPolicy
-from tests.support.script import Answer, limits_pass, run, run_then_expire
+from tests.support.script import Answer, limits_given_back, limits_pass, run, run_then_expire
 
 NOW = 1_700_000_000.0
 DEADLINE = NOW + 9.0
@@ -202,6 +204,11 @@ def _password_ok(
 def _limits() -> list[Answer]:
     """Every send limit passed for alice at PHONE."""
     return limits_pass("alice", PHONE, NOW, "US")
+
+
+def _given_back() -> list[Answer]:
+    """Every send counter of alice at PHONE taken back after a failed send."""
+    return limits_given_back("alice", PHONE, NOW, "US")
 
 
 def _text() -> Send:
@@ -431,10 +438,11 @@ class TestRoundOne:
     def test_rejects_without_storing_when_the_provider_refuses_the_number(self) -> None:
         """A refused number is delivery_rejected, even in fail mode safe, and nothing is stored."""
         decision, seen = run(
-            _login(_safe(PHONE_POLICY)), [*_password_ok(), *_limits(), (_text(), REFUSED)]
+            _login(_safe(PHONE_POLICY)),
+            [*_password_ok(), *_limits(), (_text(), REFUSED), *_given_back()],
         )
         assert decision.outcome == Reject(RejectReason.DELIVERY_REJECTED)
-        assert seen[-1] == _text()
+        assert PutChallenge not in _types(seen)
 
 
 class TestAppendMode:
@@ -562,7 +570,8 @@ class TestApproveMode:
     def test_rejects_without_waiting_when_the_number_is_refused(self) -> None:
         """A refused number is delivery_rejected with the provider's code, and no wait."""
         decision, seen = run(
-            _login(_safe(APPROVE_POLICY)), [*_password_ok(), *_limits(), (_approve_call(), REFUSED)]
+            _login(_safe(APPROVE_POLICY)),
+            [*_password_ok(), *_limits(), (_approve_call(), REFUSED), *_given_back()],
         )
         assert decision.outcome == Reject(RejectReason.DELIVERY_REJECTED)
         assert decision.audit.delivery_code == 21211
@@ -924,6 +933,7 @@ class TestFactorSwitch:
                 (self.MARK, True),
                 *_limits(),
                 (_call(), answer),
+                *_given_back(),
             ],
         )
         assert decision.outcome == Reject(reason)
@@ -1151,8 +1161,11 @@ class TestBackendFailures:
     @pytest.mark.parametrize(
         ("policy", "script"),
         [
-            (PHONE_POLICY, [*_password_ok(), *_limits(), (_text(), DELIVERY_DOWN)]),
-            (APPROVE_POLICY, [*_password_ok(), *_limits(), (_approve_call(), DELIVERY_DOWN)]),
+            (PHONE_POLICY, [*_password_ok(), *_limits(), (_text(), DELIVERY_DOWN), *_given_back()]),
+            (
+                APPROVE_POLICY,
+                [*_password_ok(), *_limits(), (_approve_call(), DELIVERY_DOWN), *_given_back()],
+            ),
         ],
         ids=["text", "approve-call"],
     )
@@ -1302,6 +1315,92 @@ class TestBackendFailures:
         assert decision.outcome == Accept(AcceptReason.FAIL_SAFE, ATTRS)
 
 
+class TestSendGiveBack:
+    """A text or call the provider did not take is given back to the send limits."""
+
+    @pytest.mark.parametrize(
+        ("start", "script", "send"),
+        [
+            (lambda: _login(PHONE_POLICY), [*_password_ok(), *_limits()], _text()),
+            (lambda: _login(APPROVE_POLICY), [*_password_ok(), *_limits()], _approve_call()),
+            (
+                lambda: _answer("2", policy=PHONE_POLICY),
+                [
+                    (GetChallenge(OLD_KEY), SMS_RECORD),
+                    (FIND, ALICE),
+                    (TestFactorSwitch.MARK, True),
+                    *_limits(),
+                ],
+                _call(),
+            ),
+        ],
+        ids=["text", "approve-call", "switch-to-call"],
+    )
+    @pytest.mark.parametrize("failed", [DELIVERY_DOWN, REFUSED], ids=["outage", "refused"])
+    def test_gives_every_count_back_when_the_send_fails(
+        self, start: Callable[[], Login], script: list[Answer], send: Send, failed: Failed
+    ) -> None:
+        """User, number, region and day are each taken back once; the cool-down mark stays."""
+        decision, seen = run(start(), [*script, (send, failed), *_given_back()])
+        assert isinstance(decision.outcome, Reject)
+        assert seen[len(script) :] == [send, *(effect for effect, _ in _given_back())]
+        assert Forget not in _types(seen)
+
+    def test_gives_nothing_back_when_the_send_may_have_gone_out(self) -> None:
+        """A send with no answer in time may have been delivered: its counts stay."""
+        unknown = Failed(Backend.DELIVERY, "timeout", maybe_sent=True)
+        decision, seen = run(
+            _login(PHONE_POLICY), [*_password_ok(), *_limits(), (_text(), unknown)]
+        )
+        assert decision.outcome == Reject(RejectReason.DELIVERY_UNAVAILABLE)
+        assert Uncount not in _types(seen)
+
+    def test_gives_nothing_back_when_the_text_is_delivered(self) -> None:
+        """A delivered text keeps its counts."""
+        decision, seen = run(
+            _login(PHONE_POLICY),
+            [*_password_ok(), *_limits(), (_text(), DELIVERED), (PutChallenge, None)],
+        )
+        assert isinstance(decision.outcome, ChallengeReply)
+        assert Uncount not in _types(seen)
+
+    def test_gives_nothing_back_when_a_limit_refuses_the_send(self) -> None:
+        """A send a limit refused was never made: its counts stand, and nothing is sent."""
+        decision, seen = run(
+            _login(PHONE_POLICY),
+            [*_password_ok(), *_limits()[:1], (Count("send:user:alice", 3600.0), 6)],
+        )
+        assert decision.outcome == Reject(RejectReason.SEND_LIMITED)
+        assert Uncount not in _types(seen)
+        assert Send not in _types(seen)
+
+    @pytest.mark.parametrize(
+        ("failed", "outcome"),
+        [
+            (REFUSED, Reject(RejectReason.DELIVERY_REJECTED)),
+            (DELIVERY_DOWN, Accept(AcceptReason.FAIL_SAFE, ATTRS)),
+        ],
+        ids=["refused", "outage"],
+    )
+    def test_keeps_its_decision_when_the_store_cannot_give_the_counts_back(
+        self, failed: Failed, outcome: Accept | Reject
+    ) -> None:
+        """A store failure while giving back changes nothing: a refused number never fails open."""
+        first = Uncount("send:user:alice")
+        decision, seen = run(
+            _login(_safe(PHONE_POLICY)),
+            [*_password_ok(), *_limits(), (_text(), failed), (first, STORE_DOWN)],
+        )
+        assert decision.outcome == outcome
+        assert seen[-1] == first
+
+    def test_gives_nothing_back_when_the_window_runs_out_during_the_send(self) -> None:
+        """A send cut off by the response window may have been made: its counts stand."""
+        decision, pending = run_then_expire(_login(PHONE_POLICY), [*_password_ok(), *_limits()])
+        assert pending == _text()
+        assert decision.outcome == Reject(RejectReason.TIMEOUT)
+
+
 class TestExpire:
     @pytest.mark.parametrize("fail_mode", [FailMode.SECURE, FailMode.SAFE], ids=["secure", "safe"])
     def test_rejects_as_timeout_when_the_password_was_not_verified_yet(
@@ -1443,7 +1542,9 @@ class TestAudit:
 
     def test_notes_the_providers_code_when_it_refuses_the_number(self) -> None:
         """A refused number reports the provider's error code."""
-        decision, _ = run(_login(PHONE_POLICY), [*_password_ok(), *_limits(), (Send, REFUSED)])
+        decision, _ = run(
+            _login(PHONE_POLICY), [*_password_ok(), *_limits(), (Send, REFUSED), *_given_back()]
+        )
         assert decision.audit.delivery_code == 21211
 
     def test_notes_the_approve_factor_and_phone_tail_of_a_call(self) -> None:

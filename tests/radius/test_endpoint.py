@@ -9,7 +9,15 @@ import pytest
 
 from mfa_radius.radius import codec
 from mfa_radius.radius.clients import Client, ClientTable, MaPolicy, ProxyStatePolicy
-from mfa_radius.radius.endpoint import Drop, Endpoint, NewRequest, RequestKey, Respond
+from mfa_radius.radius.endpoint import (
+    Drop,
+    Endpoint,
+    NewRequest,
+    RequestKey,
+    Respond,
+    attributes_octets,
+    reply_overhead,
+)
 from mfa_radius.radius.packet import Attribute, AttrType, Code
 
 SECRET = b"gw-secret"
@@ -335,6 +343,55 @@ class TestReply:
         request = _new(endpoint.receive(_request(), SRC, T0))
         with pytest.raises(ValueError, match="answer"):
             endpoint.reply(request, Code.ACCOUNTING_RESPONSE, [], T0)
+
+
+class TestReplySize:
+    """The fixed part of a reply, known from the request, predicts the codec's 4096 limit."""
+
+    def test_overhead_is_header_and_message_authenticator_without_proxy_state(self) -> None:
+        """A reply to a request without Proxy-State takes 20 + 18 octets besides its attributes."""
+        endpoint = _endpoint()
+        request = _new(endpoint.receive(_request(), SRC, T0))
+        assert reply_overhead(request) == 38
+
+    def test_overhead_counts_each_echoed_proxy_state_with_its_header(self) -> None:
+        """Every Proxy-State adds its value and two octets; other attributes add nothing."""
+        endpoint = _endpoint()
+        extra = [
+            (AttrType.PROXY_STATE, b"a" * 253),
+            (AttrType.NAS_IDENTIFIER, b"gw" * 50),
+            (AttrType.PROXY_STATE, b"b"),
+        ]
+        request = _new(endpoint.receive(_request(extra=extra), SRC, T0))
+        assert reply_overhead(request) == 38 + 255 + 3
+
+    def test_attributes_octets_counts_each_value_with_its_header(self) -> None:
+        """Attributes take their values plus two octets each; none take nothing."""
+        assert attributes_octets([]) == 0
+        assert (
+            attributes_octets([(AttrType.REPLY_MESSAGE, b"x" * 253), (AttrType.STATE, b"s")]) == 258
+        )
+
+    @pytest.mark.parametrize(("excess", "fits"), [(0, True), (1, False)], ids=["4096", "4097"])
+    def test_overhead_and_attributes_predict_whether_the_reply_encodes(
+        self, excess: int, fits: bool
+    ) -> None:
+        """Overhead + attributes == 4096 encodes; one octet more is refused by the codec."""
+        endpoint = _endpoint()
+        extra = [(AttrType.PROXY_STATE, bytes([i]) * 253) for i in range(12)]
+        request = _new(endpoint.receive(_request(extra=extra), SRC, T0))
+        room = codec.MAX_PACKET_LENGTH - reply_overhead(request) + excess
+        attributes: list[Attribute] = []
+        while room - attributes_octets(attributes) > 255:
+            attributes.append((AttrType.CLASS, b"c" * 253))
+        attributes.append((AttrType.CLASS, b"d" * (room - attributes_octets(attributes) - 2)))
+        assert reply_overhead(request) + attributes_octets(attributes) == 4096 + excess
+        if fits:
+            data = endpoint.reply(request, Code.ACCESS_ACCEPT, attributes, T0)
+            assert len(data) == 4096
+        else:
+            with pytest.raises(ValueError, match="4096"):
+                endpoint.reply(request, Code.ACCESS_ACCEPT, attributes, T0)
 
 
 class TestDuplicates:

@@ -14,7 +14,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import pytest
 
-from mfa_radius.core.effects import Count, Effect, MarkOnce, Steps
+from mfa_radius.core.effects import Count, Effect, MarkOnce, Steps, Uncount
 from mfa_radius.core.limits import DAY, SendLimits
 from mfa_radius.core.login import Decision, Login, Step
 
@@ -105,7 +105,16 @@ def drive(steps: Steps[T], answers: Script) -> tuple[T, list[Effect[Any]]]:
         index += 1
 
 
-__all__ = ["Answer", "Expected", "Script", "drive", "run", "run_then_expire"]
+__all__ = [
+    "Answer",
+    "Expected",
+    "Script",
+    "drive",
+    "limits_given_back",
+    "limits_pass",
+    "run",
+    "run_then_expire",
+]
 
 
 def limits_pass(
@@ -119,4 +128,19 @@ def limits_pass(
         (Count(f"send:number:{phone}", cfg.per_number.window), 1),
         (Count(f"send:region:{region}", cfg.per_region.window), 1),
         (Count(f"send:day:{int(now // DAY)}", DAY), 1),
+    ]
+
+
+def limits_given_back(
+    username: str, phone: str, now: float, region: str, left: int = 0
+) -> list[Answer]:
+    """Every counter of one failed text or call taken back (cool-down mark excluded).
+
+    Each ``Uncount`` answers ``left``, the counter's value after it.
+    """
+    return [
+        (Uncount(f"send:user:{username}"), left),
+        (Uncount(f"send:number:{phone}"), left),
+        (Uncount(f"send:region:{region}"), left),
+        (Uncount(f"send:day:{int(now // DAY)}"), left),
     ]

@@ -272,7 +272,9 @@ class TwilioMessageSender:
                 error="timeout",
                 timeout=self._timeout,
             )
-            raise DeliveryFailed(_BACKEND, f"no answer within {self._timeout:g} s") from exc
+            raise DeliveryFailed(
+                _BACKEND, f"no answer within {self._timeout:g} s", maybe_sent=True
+            ) from exc
         except (aiohttp.ClientError, OSError) as exc:
             error = type(exc).__name__
             log.warning(
@@ -288,7 +290,7 @@ class TwilioMessageSender:
                 phone_tail=tail,
                 error="bad_response",
             )
-            raise DeliveryFailed(_BACKEND, "unreadable answer") from None
+            raise DeliveryFailed(_BACKEND, "unreadable answer", maybe_sent=True) from None
         sid = getattr(instance, "sid", None)
         if not isinstance(sid, str) or not sid:
             log.warning(
@@ -298,7 +300,7 @@ class TwilioMessageSender:
                 phone_tail=tail,
                 error="no_sid",
             )
-            raise DeliveryFailed(_BACKEND, "answer without a SID")
+            raise DeliveryFailed(_BACKEND, "answer without a SID", maybe_sent=True)
         log.info("code_sent", backend=_BACKEND, channel=channel, phone_tail=tail, provider_id=sid)
         return Delivery(provider_id=sid)
 

@@ -4,7 +4,9 @@ Sent only after a correct password and within the send limits (``core.limits``).
 never stored: the challenge record keeps an HMAC of it, keyed with a secret every node shares
 and bound to the challenge's State, so neither a copy of the store nor a record moved to
 another challenge reveals or reuses it. A provider that refuses the number rejects the login
-(``delivery_rejected``); an outage is left to the profile's fail mode.
+(``delivery_rejected``); an outage is left to the profile's fail mode. Either way the send
+was not made, so its counts go back to the send limits (``limits.give_back``); the cool-down
+stays.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import hmac
 from mfa_radius.core import audit
 from mfa_radius.core.effects import Backend, BackendFailure, Failed, Send, Steps
 from mfa_radius.core.factors.base import Context, Started, Verdict
-from mfa_radius.core.limits import within_limits
+from mfa_radius.core.limits import give_back, within_limits
 from mfa_radius.core.messages import CodeCall, CodeText, Message
 from mfa_radius.core.model import Factor, PendingChallenge, Reject, RejectReason, User
 
@@ -114,7 +116,12 @@ def admit(ctx: Context, factor: Factor, *, configured: bool, missing: str) -> St
 
 
 def deliver(message: Message, ctx: Context) -> Steps[Reject | None]:
-    """Hand one message or call to the provider, once.
+    """Hand one message or call to the provider, once; give its counts back when it fails.
+
+    Called after :func:`admit` counted the send. A send the provider did not accept (down,
+    the number refused) is taken back from the send limits, so that an outage does not use
+    up the user's quota. A send whose fate is unknown (no answer in time: it may have gone
+    out) keeps counting, so a slow provider cannot be used to send past the limits.
 
     Returns:
         Reject(delivery_rejected) when the provider refused the number; None when sent.
@@ -124,6 +131,10 @@ def deliver(message: Message, ctx: Context) -> Steps[Reject | None]:
     """
     result = yield Send(message)
     if isinstance(result, Failed):
+        if not result.maybe_sent:
+            yield from give_back(
+                ctx.settings.send_limits, username=ctx.user.username, phone=ctx.phone, now=ctx.now
+            )
         if result.permanent:
             ctx.notes.note(delivery_code=result.code)
             return Reject(RejectReason.DELIVERY_REJECTED)

@@ -1,8 +1,8 @@
 """The Marks contract (ports.Marks), run against every store adapter.
 
-One-time marks, windowed counters and their deletion. Each test runs on MemoryChallengeStore and
-on RedisChallengeStore; see conftest.py for the environment (a second node, and TTLs that pass
-without sleeping).
+One-time marks, windowed counters (hit, given back, read) and their deletion. Each test runs
+on MemoryChallengeStore and on RedisChallengeStore; see conftest.py for the environment (a
+second node, and TTLs that pass without sleeping).
 """
 
 from __future__ import annotations
@@ -104,6 +104,71 @@ class TestCounters:
         await env.store.count("k", TTL)
         assert await env.store.mark_once("k", TTL) is True
         assert await env.store.peek_count("k") == 1
+
+
+class TestUncount:
+    async def test_uncount_takes_one_back(self, env: StoreEnv) -> None:
+        """A counter hit three times reads 2 after one uncount, on either node."""
+        for _ in range(3):
+            await env.store.count("c1", TTL)
+        assert await env.peer.uncount("c1") == 2
+        assert await env.store.peek_count("c1") == 2
+
+    async def test_uncount_never_goes_below_zero(self, env: StoreEnv) -> None:
+        """More uncounts than hits leave the counter at 0, and the next hit makes it 1."""
+        await env.store.count("c1", TTL)
+        assert [await env.store.uncount("c1") for _ in range(3)] == [0, 0, 0]
+        assert await env.store.peek_count("c1") == 0
+        assert await env.store.count("c1", TTL) == 1
+
+    async def test_uncount_returns_zero_when_absent(self, env: StoreEnv) -> None:
+        """An uncount of a counter never hit reads 0; the next hit is the first."""
+        assert await env.store.uncount("c1") == 0
+        assert await env.store.peek_count("c1") == 0
+        assert await env.store.count("c1", TTL) == 1
+
+    async def test_uncount_returns_zero_when_expired(self, env: StoreEnv) -> None:
+        """An expired counter is not brought back by an uncount."""
+        await env.store.count("c1", 10.0)
+        await env.store.count("c1", 10.0)
+        await env.advance(10.5)
+        assert await env.store.uncount("c1") == 0
+        assert await env.store.count("c1", 10.0) == 1
+
+    async def test_uncount_keeps_the_window_of_the_first_hit(self, env: StoreEnv) -> None:
+        """Giving a hit back does not extend the window the first hit opened."""
+        await env.store.count("c1", 10.0)
+        await env.store.count("c1", 10.0)
+        await env.advance(6.0)
+        assert await env.store.uncount("c1") == 1
+        await env.advance(4.5)
+        assert await env.store.peek_count("c1") == 0
+
+    async def test_uncount_loses_no_concurrent_hit_or_give_back(self, env: StoreEnv) -> None:
+        """Concurrent hits and give-backs on two nodes add up exactly."""
+        for _ in range(10):
+            await env.store.count("c1", TTL)
+        await asyncio.gather(
+            *(node.uncount("c1") for node in (env.store, env.peer) * 3),
+            *(node.count("c1", TTL) for node in (env.store, env.peer) * 2),
+        )
+        assert await env.store.peek_count("c1") == 10 - 6 + 4
+
+    async def test_uncount_stops_at_zero_under_concurrency(self, env: StoreEnv) -> None:
+        """Many concurrent uncounts of a small counter never take it below zero."""
+        for _ in range(3):
+            await env.store.count("c1", TTL)
+        values = await asyncio.gather(*(node.uncount("c1") for node in (env.store, env.peer) * 5))
+        assert sorted(values) == [0] * 8 + [1, 2]
+        assert await env.store.peek_count("c1") == 0
+
+    async def test_uncount_leaves_marks_and_challenges(self, env: StoreEnv) -> None:
+        """Uncount reaches counters only, not a mark or a challenge under the same key."""
+        await env.store.put_challenge("k", make_record(), TTL)
+        await env.store.mark_once("k", TTL)
+        assert await env.store.uncount("k") == 0
+        assert await env.store.mark_once("k", TTL) is False
+        assert await env.store.get_challenge("k") == make_record()
 
 
 class TestDelete:
