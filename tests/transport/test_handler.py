@@ -13,6 +13,7 @@ counted way on the same node.
 from __future__ import annotations
 
 import ipaddress
+import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -75,6 +76,11 @@ def _port(running: app.Running) -> int:
     return running.addresses[0][1]
 
 
+def _failed(counters: Counter[str], times: int) -> Callable[[], bool]:
+    """Whether the listener has dropped ``times`` requests after an internal error."""
+    return lambda: counters["drop:internal_error"] >= times
+
+
 def _dropped(counters: Counter[str], times: int) -> Callable[[], bool]:
     """Whether the listener has dropped ``times`` requests as too large to answer."""
     return lambda: counters["drop:reply_too_large"] >= times
@@ -108,6 +114,33 @@ class TestClaims:
         events = [(e["event"], e.get("reason"), e["log_level"]) for e in logs]
         assert events.count(("request_dropped", "reply_too_large", "debug")) == 2
         assert not [e for e in logs if e["event"] in ("request_failed", "request_finished")]
+
+    async def test_claim_is_released_when_the_request_fails(
+        self, tmp_path: Path, redis_url: str
+    ) -> None:
+        """A request that raises leaves no claim: its retransmission is decided again.
+
+        The failure is real: a token row corrupted in the SQLite file (``digits`` not a
+        number) makes the enrolment lookup raise something no fail mode knows.
+        """
+        cfg = proxy.write_config(
+            tmp_path, store="redis", redis_url=redis_url, profile='primary = "none"'
+        )
+        async with proxy.in_process(cfg) as running:
+            await proxy.enrol(running, "alice")
+            with sqlite3.connect(tmp_path / "enrolment.db") as db:
+                db.execute("UPDATE totp_tokens SET digits = 'six'")
+            counters = running.servers[0].counters
+            async with RadiusClient("127.0.0.1", _port(running), SECRET.encode(), timeout=3) as nas:
+                data, _, _ = nas.build_request([(AttrType.USER_NAME, b"alice")], password=b"x")
+                with capture_logs() as logs:
+                    for sent in (1, 2):  # the NAS retransmits the same request
+                        nas.send_raw(data)
+                        await proxy.until(_failed(counters, sent), "the failure")
+                        assert await _claims(redis_url) == []
+        assert counters["drop:internal_error"] == 2
+        assert counters["drop:duplicate_in_progress_cluster"] == 0
+        assert [e["event"] for e in logs].count("request_failed") == 2
 
     async def test_accept_too_large_for_the_proxy_state_is_dropped_and_its_claim_released(
         self, tmp_path: Path, redis_url: str, clock: FakeClock
