@@ -164,6 +164,7 @@ require_message_authenticator = true
 def sms_sections(directory: Path, twilio: TwilioFake) -> str:
     """``[twilio]``, ``[delivery]`` and the raised ``[limits]`` of the ``sms`` scenarios."""
     (directory / "twilio.token").write_text(TWILIO_TOKEN + "\n", encoding="utf-8")
+    (directory / "twilio.token").chmod(0o600)
     return f"""[twilio]
 account_sid = "{TWILIO_ACCOUNT}"
 auth_token_file = "twilio.token"
@@ -199,6 +200,7 @@ def write_config(
     key_file = directory / "enrolment.key"
     if not key_file.exists():
         key_file.write_text(Keyring.generate_line("bench1") + "\n", encoding="utf-8")
+    key_file.chmod(0o600)
     redis = f'[redis]\nurl = "{redis_url}"\n' if scenario.store == "redis" else ""
     upstream = home_server_section(home) if home is not None else ""
     decision = f'mode = "challenge"\nprimary = "{scenario.primary}"\nresponse_window = 5.0\n'
@@ -307,6 +309,7 @@ def twilio_fake(directory: Path, lifetime: float) -> Iterator[TwilioFake]:
     """
     token_file = directory / "twilio.token"
     token_file.write_text(TWILIO_TOKEN + "\n", encoding="utf-8")
+    token_file.chmod(0o600)
     port_file = directory / "twilio.port"
     port_file.unlink(missing_ok=True)
     log = (directory / "twilio.log").open("ab")

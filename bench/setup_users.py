@@ -108,9 +108,9 @@ async def _existing_count(store_url: str) -> int:
     return int(value)
 
 
-async def _prepare(url: str, keyring: Keyring) -> int:
-    """Migrate and register the key the way the proxy opens the database; count the users."""
-    store = await SqlEnrolmentStore.open(url, keyring, verify=False)
+async def _prepare(url: str, keyring: Keyring, *, create: bool) -> int:
+    """Create or migrate the database and register the key as the proxy does; count the users."""
+    store = await SqlEnrolmentStore.open(url, keyring, verify=False, create=create)
     await store.close()
     return await _existing_count(url)
 
@@ -169,7 +169,9 @@ def create_users(
     if db_path is not None:
         db_path.parent.mkdir(parents=True, exist_ok=True)
     url = app.database_url(loaded.config.enrolment.database)
-    existing = asyncio.run(_prepare(url, keyring))
+    existing = asyncio.run(
+        _prepare(url, keyring, create=db_path is not None and not db_path.exists())
+    )
     if existing and not csv_path.exists():
         raise RuntimeError(
             f"{existing} users exist but {csv_path} does not: their TOTP secrets are unknown"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import structlog
 
-from mfa_radius import logs
+from mfa_radius import logs, sd_notify
 from mfa_radius.adapters.aesgcm_keyring import Keyring
 from mfa_radius.adapters.argon2_primary import Argon2PrimaryAuthenticator
 from mfa_radius.adapters.batched_lookup import BatchedUserLookup
@@ -120,14 +120,12 @@ async def open_enrolments(loaded: Loaded) -> SqlEnrolmentStore:
     """Open the enrolment database, apply migrations, and prove the key decrypts its secrets.
 
     Raises:
-        ConfigError: no key, a wrong key, or a missing key id (a start-up error, never a
-            silent reject of every user).
+        ConfigError: no key, a wrong key, a missing key id, or a SQLite database that does
+            not exist (``mfa-radius db init`` creates it): start-up errors, never a silent
+            reject of every user or an empty database.
         EnrolmentUnavailable: the database cannot be opened.
     """
     keyring = keyring_from(loaded)
-    db_path = loaded.database_path()
-    if db_path is not None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
     store = await SqlEnrolmentStore.open(database_url(loaded.config.enrolment.database), keyring)
     try:
         await store.check()
@@ -530,20 +528,60 @@ async def serve(loaded: Loaded) -> None:
 
     The signal handler stops the listeners at once; log lines are flushed every 100 ms
     until everything is closed (the drain's audit lines included), and once more at the end.
+
+    Under systemd (``Type=notify``, see :mod:`mfa_radius.sd_notify`) it reports ``READY=1``
+    once every listener is bound, ``STOPPING=1`` when the stop signal arrives, and, when the
+    unit sets ``WatchdogSec=``, ``WATCHDOG=1`` every half of that from the event loop, from
+    start-up to the last close (a drain is the loop at work, not a hang).
     """
     loop = asyncio.get_running_loop()
     finished = asyncio.Event()
     flusher = loop.create_task(_flush_logs(finished))
+    notifier = sd_notify.Notifier.from_environment()
+    interval = sd_notify.watchdog_interval() if notifier.enabled else None
+    pinger = (
+        loop.create_task(_ping_watchdog(notifier, interval, finished))
+        if interval is not None
+        else None
+    )
     try:
         async with running(loaded) as proxy:
+
+            def on_signal() -> None:
+                proxy.stop()
+                notifier.stopping(f"Stopping: {proxy.in_flight} requests in flight")
+
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, proxy.stop)
+                loop.add_signal_handler(sig, on_signal)
+            listen = ", ".join(_listen_text(host, port) for host, port in proxy.addresses)
+            notifier.ready(f"Listening on {listen}")
             await proxy.stopped.wait()
             log.info("server_stopping", reason="signal", in_flight=proxy.in_flight)
     finally:
         finished.set()
+        if pinger is not None:
+            await pinger
+        if notifier.failures:
+            log.warning("notify_failures", failures=notifier.failures, sent=notifier.sent)
+        notifier.close()
         await flusher
         logs.flush()
+
+
+def _listen_text(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def _ping_watchdog(
+    notifier: sd_notify.Notifier, interval: float, finished: asyncio.Event
+) -> None:
+    """Send ``WATCHDOG=1`` now and every ``interval`` seconds until ``finished`` is set."""
+    while not finished.is_set():
+        notifier.watchdog()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(interval):
+                await finished.wait()
 
 
 async def _flush_logs(finished: asyncio.Event) -> None:

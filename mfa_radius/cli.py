@@ -60,9 +60,11 @@ cli = typer.Typer(
 user_cli = typer.Typer(help="Manage users of the enrolment database.", no_args_is_help=True)
 totp_cli = typer.Typer(help="Enrol TOTP tokens.", no_args_is_help=True)
 key_cli = typer.Typer(help="Secret-encryption keys.", no_args_is_help=True)
+db_cli = typer.Typer(help="The enrolment database.", no_args_is_help=True)
 cli.add_typer(user_cli, name="user")
 cli.add_typer(totp_cli, name="totp")
 cli.add_typer(key_cli, name="key")
+cli.add_typer(db_cli, name="db")
 
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="Configuration file (TOML).", show_default=True)
@@ -124,6 +126,7 @@ def _run(coro: Awaitable[T]) -> T:
 async def _with_enrolments(
     loaded: config.Loaded, action: Callable[[SqlEnrolmentStore], Awaitable[T]]
 ) -> T:
+    loaded.require_database()
     store = await app.open_enrolments(loaded)
     try:
         return await action(store)
@@ -140,7 +143,12 @@ def version() -> None:
 @cli.command()
 def serve(config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
     """Run the proxy until SIGTERM or SIGINT."""
-    _serve(_load(config_path))
+    loaded = _load(config_path)
+    try:
+        loaded.require_database()
+    except ConfigError as exc:
+        _config_error(exc)
+    _serve(loaded)
 
 
 def _serve(loaded: config.Loaded, *, headline: bool = True) -> None:
@@ -458,6 +466,51 @@ def totp_enrol(
     print_enrolment(uri, qr=qr)
 
 
+# database ---------------------------------------------------------------------------------
+
+
+@db_cli.command("init")
+def db_init(config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Create the SQLite enrolment database (mode 0600) with its schema; never overwrite one.
+
+    `serve` and every other command refuse a missing database instead of creating an empty one.
+    """
+    loaded = _load(config_path)
+    path = _run(init_database(loaded))
+    out.print(f"enrolment database created: {path}")
+
+
+async def init_database(loaded: config.Loaded) -> Path:
+    """Create the configured SQLite database: the file (0600), the schema, the key check.
+
+    Missing folders on the way are created for the proxy's user alone (0700).
+
+    Args:
+        loaded: the configuration; its key file must be valid.
+
+    Returns:
+        The database file.
+
+    Raises:
+        ConfigError: the database is not SQLite, or no valid key is configured.
+        AlreadyExists: the file exists (it is left as it is).
+        EnrolmentUnavailable: the file or its folder cannot be created, or a migration fails.
+    """
+    path = loaded.database_path()
+    if path is None or str(path) == ":memory:":
+        raise ConfigError(
+            f"{loaded.path}: enrolment.database: db init creates SQLite files only; another "
+            "database is created by its administrator and migrated at start-up"
+        )
+    keyring = app.keyring_from(loaded)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    store = await SqlEnrolmentStore.open(
+        app.database_url(loaded.config.enrolment.database), keyring, create=True
+    )
+    await store.close()
+    return path
+
+
 # keys -------------------------------------------------------------------------------------
 
 
@@ -560,6 +613,8 @@ def demo(
     except BackendError as exc:
         err.print(f"demo set-up failed: {exc}")
         raise typer.Exit(1) from None
+    if files.database_created:
+        out.print(f"enrolment database created: {files.database}")
     out.print(f"demo config: {files.config}")
     out.print(f"user: alice  password: {files.password}")
     out.print("TOTP for alice (scan with an authenticator app, or use `oathtool`):")

@@ -4,7 +4,8 @@
 a fresh random shared secret and encryption key, a SQLite enrolment database, and user
 ``alice`` with a random password, a TOTP token and a phone number whose texts and calls are
 written to ``messages.txt``, so that an admin can try a full login with ``mfa-radius login`` a
-minute after installing. Running it again reuses what is there.
+minute after installing. Running it again reuses what is there: the first run creates the
+database as ``mfa-radius db init`` does (mode 0600, schema, key check), later runs open it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from mfa_radius import app, config
 from mfa_radius.adapters.aesgcm_keyring import Keyring
 from mfa_radius.adapters.argon2_primary import hash_password
+from mfa_radius.adapters.sql_enrolments import SqlEnrolmentStore
 from mfa_radius.core import otp
 
 DEMO_USER = "alice"
@@ -77,12 +79,16 @@ class DemoFiles:
         secret_file: the shared secret file for ``mfa-radius login --secret-file``.
         password: alice's password (a demo secret, shown to the admin once per run).
         otpauth_uri: alice's TOTP enrolment URI.
+        database: the SQLite enrolment database.
+        database_created: this run created the database (the first run).
     """
 
     config: Path
     secret_file: Path
     password: str
     otpauth_uri: str
+    database: Path
+    database_created: bool
 
 
 def _write_once(path: Path, text: str) -> None:
@@ -113,18 +119,41 @@ def write_files(directory: Path, *, port: int) -> Path:
     return config_file
 
 
-async def enrol_demo_user(loaded: config.Loaded, password: str) -> str:
+async def open_demo_database(loaded: config.Loaded, *, create: bool) -> SqlEnrolmentStore:
+    """Open the demo's database, creating it first (``create``) as ``mfa-radius db init`` does.
+
+    Args:
+        loaded: the demo configuration.
+        create: the database does not exist yet: create it (mode 0600) with its schema.
+
+    Returns:
+        The open store; close it.
+
+    Raises:
+        ConfigError: the database is missing and ``create`` is off, or the key is bad.
+        AlreadyExists: ``create`` is on and the database exists.
+        BackendError: the database cannot be created or opened.
+    """
+    if not create:
+        return await app.open_enrolments(loaded)
+    return await SqlEnrolmentStore.open(
+        app.database_url(loaded.config.enrolment.database), app.keyring_from(loaded), create=True
+    )
+
+
+async def enrol_demo_user(loaded: config.Loaded, password: str, *, create: bool = False) -> str:
     """Enrol ``alice`` with a password and a TOTP token unless she exists.
 
     Args:
         loaded: the demo configuration.
         password: alice's password.
+        create: create the database first (the demo's first run).
 
     Returns:
         alice's otpauth URI.
     """
     totp_cfg = loaded.config.totp
-    store = await app.open_enrolments(loaded)
+    store = await open_demo_database(loaded, create=create)
     try:
         user = await store.find_user(DEMO_USER)
         if user is None:
@@ -164,12 +193,17 @@ def prepare(directory: Path, *, port: int) -> tuple[config.Loaded, DemoFiles]:
     """
     config_file = write_files(directory, port=port)
     loaded = config.load(config_file)
+    database = loaded.database_path()
+    assert database is not None  # noqa: S101 (the demo config names a SQLite file)
+    create = not database.exists()
     password = (directory / "alice.password").read_text(encoding="utf-8").strip()
-    uri = asyncio.run(enrol_demo_user(loaded, password))
+    uri = asyncio.run(enrol_demo_user(loaded, password, create=create))
     files = DemoFiles(
         config=config_file,
         secret_file=directory / "client.secret",
         password=password,
         otpauth_uri=uri,
+        database=database,
+        database_created=create,
     )
     return loaded, files

@@ -10,7 +10,9 @@ runs out the engine's fail mode decides (``Login.expire``).
 The store ports get no deadline here: an in-process store never waits, so its calls run
 without extra tasks or timers, and a network store bounds each of its calls itself. Failures
 come back to the engine as ``effects.Failed`` values and are logged once, here, with the
-request's own fields (the logger is passed in, never found in a context variable). Random
+request's own fields (the logger is passed in, never found in a context variable). A store that
+is full (``errors.StoreFull``: the memory store at ``max_entries``, Redis at ``maxmemory``)
+comes back as ``Failed(full=True)``, which the engine rejects whatever the fail mode. Random
 values are drawn here, from ``secrets``.
 """
 
@@ -46,7 +48,7 @@ from mfa_radius.core.login import Decision, Fresh, Login, Settings
 from mfa_radius.core.model import AuthAttempt, PrimaryAccept, PrimaryResult
 from mfa_radius.core.policy import ClientPolicy
 from mfa_radius.deadlines import Deadlines
-from mfa_radius.errors import BackendError, DeliveryFailed
+from mfa_radius.errors import BackendError, DeliveryFailed, StoreFull
 from mfa_radius.ports import (
     Challenges,
     Clock,
@@ -262,6 +264,10 @@ class Engine:
                 code=exc.code,
                 maybe_sent=exc.maybe_sent,
             )
+        except StoreFull as exc:
+            # Before BackendError: StoreFull is a StoreUnavailable, but never a fail-mode case.
+            log.warning("backend_failed", backend=exc.backend, error=exc.detail)
+            return Failed(effect.backend, exc.detail, full=True)
         except BackendError as exc:
             log.warning("backend_failed", backend=exc.backend, error=exc.detail)
             return Failed(effect.backend, exc.detail)

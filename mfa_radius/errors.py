@@ -8,6 +8,7 @@ see :class:`mfa_radius.core.model.RejectReason`. Exceptions here mean that somet
     ├── MalformedPacket        remote input; the endpoint turns it into Drop(reason)
     └── BackendError           a dependency failed (``.backend`` names it)
         ├── StoreUnavailable   the challenge store (Redis)
+        │   └── StoreFull      the store is at capacity: never a fail-mode case
         ├── EnrolmentUnavailable  the enrolment database
         ├── DeliveryFailed     an SMS or call was not accepted
         └── PrimaryUnavailable upstream RADIUS timeout, LDAP down
@@ -65,6 +66,18 @@ class BackendError(MfaRadiusError):
 
 class StoreUnavailable(BackendError):
     """The challenge store (Redis) is down, slow or refused the command."""
+
+
+class StoreFull(StoreUnavailable):
+    """The store is at capacity and refuses new entries; reads still work.
+
+    Raised by the in-process store at ``max_entries`` and by Redis at ``maxmemory`` with the
+    ``noeviction`` policy (``OOM command not allowed``). Unlike an outage, a full store can be
+    brought about from outside (logins with one known password fill it), so the login engine
+    never answers it with the client's fail mode: the login is rejected with ``store_full``.
+    It subclasses :class:`StoreUnavailable` so that best-effort callers (the reply cache of
+    the request handler) keep treating it as "the store could not do it".
+    """
 
 
 class EnrolmentUnavailable(BackendError):

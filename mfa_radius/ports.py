@@ -54,12 +54,20 @@ class Clock(Protocol):
 class Challenges(Protocol):
     """Pending challenges under their State's key, with a TTL, shared by every node.
 
-    Keys are opaque strings chosen by the caller; the store namespaces them. Raises
-    :class:`mfa_radius.errors.StoreUnavailable` when the store cannot answer.
+    Keys are opaque strings chosen by the caller; the store namespaces them. Each user
+    (``record.username``) holds at most the store's per-user cap of pending challenges: storing
+    one more removes that user's oldest, so one user cannot fill the store. A challenge that is
+    taken or expired no longer counts. Raises :class:`mfa_radius.errors.StoreUnavailable` when
+    the store cannot answer, and its subclass :class:`mfa_radius.errors.StoreFull` when the
+    store is at capacity and refuses a new entry (reads still work).
     """
 
     async def put_challenge(self, key: str, record: PendingChallenge, ttl: float) -> None:
-        """Store a pending challenge under ``key`` for ``ttl`` seconds (overwrites)."""
+        """Store a pending challenge under ``key`` for ``ttl`` seconds (overwrites).
+
+        A new key for a user who already has the per-user cap of pending challenges removes
+        the oldest of them (by first store); overwriting a key keeps its place.
+        """
         ...
 
     async def get_challenge(self, key: str) -> PendingChallenge | None:
@@ -82,7 +90,8 @@ class Challenges(Protocol):
 class Marks(Protocol):
     """One-time marks and windowed counters: TOTP replay, send limits, lockout.
 
-    Raises :class:`mfa_radius.errors.StoreUnavailable` when the store cannot answer.
+    Raises :class:`mfa_radius.errors.StoreUnavailable` when the store cannot answer, and
+    :class:`mfa_radius.errors.StoreFull` when a new mark or counter does not fit.
     """
 
     async def mark_once(self, key: str, ttl: float) -> bool:

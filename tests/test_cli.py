@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
@@ -43,8 +44,8 @@ from tests.support.proxy import (
     ProxyConfig,
     ProxyProcess,
     in_process,
-    write_config,
 )
+from tests.support.proxy import write_config as write_proxy_config
 
 CONFIG = "radius.conf"
 """The configuration, relative to the test's working folder."""
@@ -62,6 +63,20 @@ def _ok(args: Sequence[str], *, stdin: str | None = None) -> Result:
     result = _invoke(args, stdin=stdin)
     assert result.exit_code == 0, f"{result.stdout}\n{result.stderr}"
     return result
+
+
+def write_config(directory: Path, *, init_database: bool = True, **settings: Any) -> ProxyConfig:
+    """A test proxy configuration as an admin would leave it: key file 0600, database made.
+
+    tests.support.proxy writes the key file with the process umask (0644 here), which the
+    loader refuses, and no database, which every command but ``db init`` refuses.
+    """
+    cfg = write_proxy_config(directory, **settings)
+    (directory / "enrolment.key").chmod(0o600)
+    database = directory / str(settings.get("database", "enrolment.db"))
+    if init_database and not database.exists():
+        _ok(["db", "init", "-c", str(cfg.path)])
+    return cfg
 
 
 def _code(secret: bytes = TOTP_SECRET) -> str:
@@ -217,7 +232,9 @@ class TestCheckConfig:
     ) -> None:
         """Each ``file: key.path: problem`` line stays whole when piped (journal, grep, CI)."""
         directory = tmp_path / "a-folder-name-long-enough-to-push-the-line-past-80-columns"
-        cfg = write_config(directory, client='require_message_authenticator = "maybe"')
+        cfg = write_config(
+            directory, init_database=False, client='require_message_authenticator = "maybe"'
+        )
 
         result = _invoke(["check-config", "-c", str(cfg.path)])
 
@@ -748,6 +765,25 @@ class TestDemo:
         assert {"radius.conf", "client.secret", "enrolment.key", "alice.password"} <= names
         assert "enrolment.db" in names
         assert (tmp_path / "demo" / "client.secret").stat().st_mode & 0o077 == 0
+
+    def test_demo_creates_its_database_like_db_init_on_the_first_run_only(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The first run creates the database mode 0600 and says so; a second run reuses it."""
+        monkeypatch.chdir(tmp_path)
+        args = ["demo", "--no-serve", "--dir", "demo", "--port", "18999"]
+
+        first = _ok(args).stdout
+        database = tmp_path / "demo" / "enrolment.db"
+        mode = database.stat().st_mode & 0o777
+        second = _ok(args).stdout
+
+        assert f"enrolment database created: {database}" in first.splitlines()
+        assert mode == 0o600
+        assert "enrolment database created" not in second
+        assert all(
+            p.stat().st_mode & 0o077 == 0 for p in (tmp_path / "demo").iterdir() if p.is_file()
+        )
 
     def test_demo_prints_otpauth_uri_and_login_command(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

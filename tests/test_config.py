@@ -15,6 +15,12 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "radius.conf.example"
 SECRET = "s3cret-s3cret-s3cret"
 
 
+def _private(path: Path, text: str) -> None:
+    """Write a key or secret file readable by its owner only, as the loader requires."""
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "radius.conf"
     path.write_text(text, encoding="utf-8")
@@ -31,7 +37,7 @@ secret = "{SECRET}"
 
 def _example_with_secret(tmp_path: Path) -> Path:
     text = EXAMPLE.read_text(encoding="utf-8").replace("CHANGE-ME-to-a-long-random-secret", SECRET)
-    (tmp_path / "enrolment.key").write_text("k1 " + "A" * 43 + "=\n")
+    _private(tmp_path / "enrolment.key", "k1 " + "A" * 43 + "=\n")
     text = text.replace('key_file = "/etc/mfa-radius/enrolment.key"', 'key_file = "enrolment.key"')
     return _write(tmp_path, text)
 
@@ -47,6 +53,12 @@ class TestExample:
         loaded = config.load(_example_with_secret(tmp_path))
         assert loaded.config.client[0].name == "vpn-gateway"
         assert loaded.key_text is not None
+
+    def test_example_keeps_the_file_permission_check_on(self, tmp_path: Path) -> None:
+        """The example sets allow_insecure_permissions to its default, false."""
+        loaded = config.load(_example_with_secret(tmp_path))
+        assert loaded.config.server.allow_insecure_permissions is False
+        assert config.ServerConfig().allow_insecure_permissions is False
 
     def test_example_documents_every_key(self) -> None:
         """Each field of each section appears in the example (commented or set)."""
@@ -114,7 +126,7 @@ class TestErrors:
 
     def test_home_server_secret_file_is_read(self, tmp_path: Path) -> None:
         """A home server's secret_file is read like a client's."""
-        (tmp_path / "nps.secret").write_text(SECRET + "\n")
+        _private(tmp_path / "nps.secret", SECRET + "\n")
         text = MINIMAL + '[profile.default]\nprimary = "upstream"\n'
         text += '[[home_server]]\nname = "nps"\nipaddr = "127.0.0.1"\nsecret_file = "nps.secret"\n'
         loaded = config.load(_write(tmp_path, text))
@@ -347,7 +359,7 @@ class TestClientNetworks:
 class TestFiles:
     def test_secret_file_is_read_relative_to_the_config(self, tmp_path: Path) -> None:
         """secret_file is relative to the config file's folder; its first line is the secret."""
-        (tmp_path / "nas.secret").write_text(SECRET + "\n# comment\n")
+        _private(tmp_path / "nas.secret", SECRET + "\n# comment\n")
         path = _write(
             tmp_path, MINIMAL.replace(f'secret = "{SECRET}"', 'secret_file = "nas.secret"')
         )
@@ -385,7 +397,7 @@ class TestDeadlineWarnings:
 
     def test_warns_when_ldap_timeouts_exceed_the_window(self, tmp_path: Path) -> None:
         """LDAP connect plus two operations over two servers exceed a 10 s window."""
-        (tmp_path / "pw").write_text("x\n")
+        _private(tmp_path / "pw", "x\n")
         text = MINIMAL + '[profile.default]\nprimary = "ldap"\n'
         text += (
             '[ldap]\nserver = ["ldaps://a:636", "ldaps://b:636"]\nbind_dn = "cn=svc"\n'

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from mfa_radius.adapters.aesgcm_keyring import Keyring
 from mfa_radius.adapters.argon2_primary import Argon2PrimaryAuthenticator, hash_password
@@ -15,6 +16,7 @@ from mfa_radius.adapters.memory_store import MemoryChallengeStore
 from mfa_radius.adapters.redis_store import RedisChallengeStore
 from mfa_radius.adapters.sql_enrolments import SqlEnrolmentStore
 from mfa_radius.core import otp
+from mfa_radius.core.audit import Notice
 from mfa_radius.core.model import (
     Accept,
     AcceptReason,
@@ -48,7 +50,9 @@ def code_at(clock: FakeClock, offset_steps: int = 0) -> str:
 @pytest.fixture
 async def enrolments(tmp_path: Path) -> AsyncIterator[SqlEnrolmentStore]:
     keyring = Keyring.from_text(Keyring.generate_line("k1"), source="test")
-    store = await SqlEnrolmentStore.open(f"sqlite+aiosqlite:///{tmp_path / 'e.db'}", keyring)
+    store = await SqlEnrolmentStore.open(
+        f"sqlite+aiosqlite:///{tmp_path / 'e.db'}", keyring, create=True
+    )
     await store.add_user("alice", display_name="Alice")
     await store.add_totp("alice", TOTP_SECRET)
     await store.set_password_hash("alice", hash_password(PASSWORD.decode()))
@@ -429,3 +433,89 @@ class TestBackendFailures:
         prof = profile(replace(POLICY, fail_mode=FailMode.SAFE), primary)
         outcome = await authenticator.authenticate(attempt(PASSWORD), prof)
         assert outcome == Reject(RejectReason.PRIMARY_UNAVAILABLE)
+
+
+FULL_NOTICE = Notice("store_full", (("backend", "store"), ("error", "full")))
+
+
+async def fill_with_marks(store: MemoryChallengeStore, count: int) -> None:
+    """Take ``count`` entries of the store with marks nobody else uses."""
+    for i in range(count):
+        await store.mark_once(f"filler{i}", 3600.0)
+
+
+class TestFullStore:
+    @pytest.fixture
+    def make_auth(
+        self, enrolments: SqlEnrolmentStore, clock: FakeClock
+    ) -> Callable[[SharedState], Logins]:
+        def make(store: SharedState) -> Logins:
+            return Logins(users=enrolments, store=store, clock=clock)
+
+        return make
+
+    @pytest.mark.parametrize("fail_mode", [FailMode.SECURE, FailMode.SAFE], ids=["secure", "safe"])
+    async def test_full_memory_store_rejects_as_store_full_even_in_fail_mode_safe(
+        self, make_auth: Callable[[SharedState], Logins], clock: FakeClock, fail_mode: FailMode
+    ) -> None:
+        """A right password on a full store is store_full with a warning, never fail-safe."""
+        store = MemoryChallengeStore(clock, max_entries=10)
+        auth = make_auth(store)
+        await fill_with_marks(store, 10)
+        decision = await auth.decide(
+            attempt(PASSWORD), profile(replace(POLICY, fail_mode=fail_mode))
+        )
+        assert decision.outcome == Reject(RejectReason.STORE_FULL)
+        assert decision.audit.notices == (FULL_NOTICE,)
+
+    @pytest.mark.parametrize("code", ["right", "wrong"])
+    async def test_full_memory_store_rejects_round_two_as_store_full(
+        self, make_auth: Callable[[SharedState], Logins], clock: FakeClock, code: str
+    ) -> None:
+        """A challenge issued before the store filled up ends as store_full, not in a loop."""
+        store = MemoryChallengeStore(clock, max_entries=10)
+        auth = make_auth(store)
+        prof = profile(replace(POLICY, fail_mode=FailMode.SAFE))
+        reply = await challenge(auth, prof)
+        await fill_with_marks(store, 9)
+        answer = code_at(clock) if code == "right" else "000000"
+        decision = await auth.decide(attempt(answer.encode(), state=reply.state), prof)
+        assert decision.outcome == Reject(RejectReason.STORE_FULL)
+        assert decision.audit.notices == (FULL_NOTICE,)
+
+    async def test_one_user_cannot_fill_the_store(
+        self, make_auth: Callable[[SharedState], Logins], clock: FakeClock
+    ) -> None:
+        """Many first rounds of one user keep only their newest challenges; bob still logs in."""
+        store = MemoryChallengeStore(clock, max_entries=10, max_challenges_per_user=3)
+        auth = make_auth(store)
+        replies = [await challenge(auth) for _ in range(20)]
+        assert len(store) <= 3
+        oldest = await auth.authenticate(
+            attempt(code_at(clock).encode(), state=replies[0].state), profile()
+        )
+        assert oldest == Reject(RejectReason.UNKNOWN_STATE)
+        newest = await auth.authenticate(
+            attempt(code_at(clock).encode(), state=replies[-1].state), profile()
+        )
+        assert newest == Accept(AcceptReason.MFA_OK, ATTRS)
+
+    async def test_redis_out_of_memory_rejects_as_store_full_even_in_fail_mode_safe(
+        self, private_redis: RedisServer, make_auth: Callable[[SharedState], Logins]
+    ) -> None:
+        """A Redis at maxmemory (noeviction) refusing the challenge is store_full, not an accept."""
+        redis_store = RedisChallengeStore(url=private_redis.url)
+        admin = Redis.from_url(private_redis.url)
+        auth = make_auth(redis_store)
+        try:
+            await admin.config_set("maxmemory-policy", "noeviction")
+            await admin.config_set("maxmemory", "1")  # below what the server already uses
+            prof = profile(replace(POLICY, fail_mode=FailMode.SAFE))
+            decision = await auth.decide(attempt(PASSWORD), prof)
+            assert decision.outcome == Reject(RejectReason.STORE_FULL)
+            assert decision.audit.notices == (
+                Notice("store_full", (("backend", "store"), ("error", "OutOfMemoryError"))),
+            )
+        finally:
+            await redis_store.close()
+            await admin.aclose()

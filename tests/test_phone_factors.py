@@ -56,7 +56,9 @@ NO_LIMITS = limits.SendLimits(
 @pytest.fixture
 async def enrolments(tmp_path: Path) -> AsyncIterator[SqlEnrolmentStore]:
     keyring = Keyring.from_text(Keyring.generate_line("k1"), source="test")
-    store = await SqlEnrolmentStore.open(f"sqlite+aiosqlite:///{tmp_path / 'e.db'}", keyring)
+    store = await SqlEnrolmentStore.open(
+        f"sqlite+aiosqlite:///{tmp_path / 'e.db'}", keyring, create=True
+    )
     await store.add_user("pat", phone=PHONE)  # phone only
     await store.add_user("alice", phone=PHONE)  # phone and app
     await store.add_totp("alice", TOTP_SECRET)

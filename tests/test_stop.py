@@ -47,6 +47,7 @@ async def twilio() -> AsyncIterator[FakeTwilioApi]:
 async def served(tmp_path: Path, twilio: FakeTwilioApi) -> AsyncIterator[ProxyProcess]:
     """``mfa-radius serve`` texting through the fake, with every user of USERS enrolled."""
     (tmp_path / "twilio.token").write_text(TOKEN + "\n")
+    (tmp_path / "twilio.token").chmod(0o600)
     cfg = proxy.write_config(
         tmp_path,
         port=free_udp_port(),

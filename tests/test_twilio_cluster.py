@@ -45,6 +45,7 @@ def _profile(mode: str) -> str:
 
 def _extra(twilio: FakeTwilioApi, directory: Path, hook_port: int) -> str:
     (directory / "twilio.token").write_text(TOKEN + "\n")
+    (directory / "twilio.token").chmod(0o600)
     return f"""
 [twilio]
 account_sid = "{ACCOUNT}"

@@ -27,9 +27,15 @@ Rules this module keeps:
   or overwritten key until their TTL ran out). When TTLs vary, an expired entry may wait behind
   a longer-lived one: it is invisible to reads and is dropped by the full purge that runs, at
   most once per second of clock time, before the store admits it is full.
-* **No unbounded growth.** Beyond ``max_entries`` live entries a write raises
-  ``StoreUnavailable("memory", "full")``, which the client's fail mode turns into a decision,
-  instead of growing until the process is killed.
+* **No unbounded growth.** Beyond ``max_entries`` live entries a write of a new key raises
+  ``StoreFull("memory", "full")`` instead of growing until the process is killed; the login
+  engine rejects such a login (``store_full``) whatever the fail mode. Reads, takes, and
+  rewrites of keys already held keep working when full.
+* **One user cannot fill it.** Each user holds at most ``max_challenges_per_user`` pending
+  challenges: an index maps each username to its challenge keys in the order they were first
+  stored, and a new challenge for a user at the cap removes that user's oldest. Every path
+  that removes a challenge (take, lazy expiry, sweep, purge, eviction) also removes it from
+  the index, so a taken or expired challenge frees its slot and the index holds no dead user.
 
 It must not do I/O, log, or read the system clock directly.
 """
@@ -39,11 +45,12 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
 
 from mfa_radius.core.model import PendingChallenge
-from mfa_radius.errors import StoreUnavailable
+from mfa_radius.errors import StoreFull
 from mfa_radius.ports import Clock, RequestClaim
 
 _V = TypeVar("_V")
@@ -65,20 +72,31 @@ _IN_PROGRESS = RequestClaim(owner=False)
 _Table = OrderedDict[str, tuple[float, _V]]
 
 
-def _drop_front_expired(table: _Table[_V], now: float, budget: int) -> None:
+_Dropped = Callable[[str, _V], None]
+"""Told of each entry a sweep removes (the challenge table keeps its per-user index)."""
+
+
+def _drop_front_expired(
+    table: _Table[_V], now: float, budget: int, dropped: _Dropped[_V] | None = None
+) -> None:
     """Pop up to ``budget`` expired entries from the front of ``table``."""
     while budget and table:
         key = next(iter(table))
-        if table[key][0] > now:
+        expires, value = table[key]
+        if expires > now:
             return
         del table[key]
+        if dropped is not None:
+            dropped(key, value)
         budget -= 1
 
 
-def _drop_all_expired(table: _Table[_V], now: float) -> None:
+def _drop_all_expired(table: _Table[_V], now: float, dropped: _Dropped[_V] | None = None) -> None:
     """Remove every expired entry, wherever it sits (O(n); used only when full)."""
     for key in [k for k, (expires, _) in table.items() if expires <= now]:
-        del table[key]
+        _, value = table.pop(key)
+        if dropped is not None:
+            dropped(key, value)
 
 
 def _check_timeout(timeout: float) -> None:
@@ -103,14 +121,26 @@ class MemoryChallengeStore:
             replies together) the store holds before writes fail; bounds memory at about
             0.25-0.4 KiB per entry (measured with 32-hex-digit keys: a mark, a challenge with
             one attribute).
+        max_challenges_per_user: the most pending challenges one user holds; storing one
+            more removes that user's oldest.
+
+    Raises:
+        ValueError: ``max_entries`` or ``max_challenges_per_user`` is below one.
     """
 
-    def __init__(self, clock: Clock, *, max_entries: int = 1_000_000) -> None:
+    def __init__(
+        self, clock: Clock, *, max_entries: int = 1_000_000, max_challenges_per_user: int = 5
+    ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
+        if max_challenges_per_user < 1:
+            raise ValueError("max_challenges_per_user must be at least 1")
         self._clock = clock
         self._max_entries = max_entries
+        self._per_user = max_challenges_per_user
         self._challenges: _Table[PendingChallenge] = OrderedDict()
+        # username -> that user's challenge keys, oldest first (a dict is insertion-ordered).
+        self._user_keys: dict[str, dict[str, None]] = {}
         self._marks: _Table[None] = OrderedDict()
         self._requests: _Table[bytes | None] = OrderedDict()
         self._counters: _Table[int] = OrderedDict()
@@ -131,11 +161,26 @@ class MemoryChallengeStore:
     async def put_challenge(self, key: str, record: PendingChallenge, ttl: float) -> None:
         """Store a pending challenge under ``key`` for ``ttl`` seconds (overwrites).
 
+        A new key for a user who holds ``max_challenges_per_user`` live challenges first
+        removes that user's oldest; overwriting a live key of the same user keeps its place.
+
         Raises:
-            StoreUnavailable: the store holds ``max_entries`` live entries.
+            StoreFull: the store holds ``max_entries`` live entries.
         """
         now = self._clock.now()
+        user = record.username
+        old = self._challenges.get(key)
+        if old is not None and (old[0] <= now or old[1].username != user):
+            self._unindex(key, old[1])  # a new challenge under a dead (or foreign) key
+            old = None
+        keys = self._user_keys.get(user)
+        if old is None and keys is not None:
+            self._make_user_room(keys, now)
+            if not keys:
+                del self._user_keys[user]
         self._insert(self._challenges, key, (_expiry(now, ttl), record), now)
+        if old is None:
+            self._user_keys.setdefault(user, {})[key] = None
 
     async def get_challenge(self, key: str) -> PendingChallenge | None:
         """Return the pending challenge under ``key`` without consuming it, or None."""
@@ -144,6 +189,7 @@ class MemoryChallengeStore:
             return None
         if entry[0] <= self._clock.now():
             del self._challenges[key]
+            self._unindex(key, entry[1])
             return None
         return entry[1]
 
@@ -154,7 +200,10 @@ class MemoryChallengeStore:
             The challenge, or None when it is absent, expired or already taken.
         """
         entry = self._challenges.pop(key, None)
-        if entry is None or entry[0] <= self._clock.now():
+        if entry is None:
+            return None
+        self._unindex(key, entry[1])
+        if entry[0] <= self._clock.now():
             return None
         return entry[1]
 
@@ -170,6 +219,7 @@ class MemoryChallengeStore:
         expires, record = entry
         if expires <= self._clock.now():
             del self._challenges[key]
+            self._unindex(key, record)
             return None
         attempts = record.attempts + 1
         # Assigning to an existing key keeps its place, and the expiry is unchanged, so the
@@ -184,7 +234,7 @@ class MemoryChallengeStore:
             True for the first caller; False while the mark exists.
 
         Raises:
-            StoreUnavailable: the store is full.
+            StoreFull: the store is full.
         """
         now = self._clock.now()
         entry = self._marks.get(key)
@@ -201,7 +251,7 @@ class MemoryChallengeStore:
             the owner is still working on it.
 
         Raises:
-            StoreUnavailable: the store is full.
+            StoreFull: the store is full.
         """
         now = self._clock.now()
         entry = self._requests.get(key)
@@ -215,7 +265,7 @@ class MemoryChallengeStore:
         """Keep the reply of a claimed request so that duplicates get the same bytes.
 
         Raises:
-            StoreUnavailable: the store is full.
+            StoreFull: the store is full.
         """
         now = self._clock.now()
         self._insert(self._requests, key, (_expiry(now, ttl), reply), now)
@@ -236,7 +286,7 @@ class MemoryChallengeStore:
             The counter's value after this hit (1 for the first).
 
         Raises:
-            StoreUnavailable: a new counter would exceed ``max_entries``.
+            StoreFull: a new counter would exceed ``max_entries``.
         """
         now = self._clock.now()
         entry = self._counters.get(key)
@@ -290,7 +340,7 @@ class MemoryChallengeStore:
         """Record the result of an out-of-band step and wake every waiter on ``key``.
 
         Raises:
-            StoreUnavailable: a new result would exceed ``max_entries``.
+            StoreFull: a new result would exceed ``max_entries``.
         """
         now = self._clock.now()
         self._insert(self._results, key, (_expiry(now, ttl), value), now)
@@ -333,6 +383,7 @@ class MemoryChallengeStore:
     async def close(self) -> None:
         """Drop every entry and end every wait with None (the node is shutting down)."""
         self._challenges.clear()
+        self._user_keys.clear()
         self._marks.clear()
         self._requests.clear()
         self._counters.clear()
@@ -344,7 +395,7 @@ class MemoryChallengeStore:
 
     def _insert(self, table: _Table[_V], key: str, entry: tuple[float, _V], now: float) -> None:
         """Write ``entry`` at the back of ``table``, sweeping and enforcing the capacity."""
-        _drop_front_expired(self._challenges, now, _SWEEP_BUDGET)
+        _drop_front_expired(self._challenges, now, _SWEEP_BUDGET, self._unindex)
         _drop_front_expired(self._marks, now, _SWEEP_BUDGET)
         _drop_front_expired(self._requests, now, _SWEEP_BUDGET)
         _drop_front_expired(self._counters, now, _SWEEP_BUDGET)
@@ -358,10 +409,28 @@ class MemoryChallengeStore:
         """Purge expired entries anywhere, or raise when every held entry is still live."""
         if now >= self._next_purge:
             self._next_purge = now + _PURGE_INTERVAL
-            _drop_all_expired(self._challenges, now)
+            _drop_all_expired(self._challenges, now, self._unindex)
             _drop_all_expired(self._marks, now)
             _drop_all_expired(self._requests, now)
             _drop_all_expired(self._counters, now)
             _drop_all_expired(self._results, now)
         if len(self) >= self._max_entries:
-            raise StoreUnavailable("memory", "full")
+            raise StoreFull("memory", "full")
+
+    def _make_user_room(self, keys: dict[str, None], now: float) -> None:
+        """Free a slot among one user's challenges: drop the dead ones, then the oldest."""
+        for key in [k for k in keys if self._challenges[k][0] <= now]:
+            del keys[key]
+            del self._challenges[key]
+        while len(keys) >= self._per_user:
+            oldest = next(iter(keys))
+            del keys[oldest]
+            del self._challenges[oldest]
+
+    def _unindex(self, key: str, record: PendingChallenge) -> None:
+        """Forget ``key`` in its user's index (the challenge itself is already gone)."""
+        keys = self._user_keys.get(record.username)
+        if keys is not None:
+            keys.pop(key, None)
+            if not keys:
+                del self._user_keys[record.username]

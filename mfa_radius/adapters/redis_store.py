@@ -8,6 +8,8 @@ pickle.
 Keys, all written with a TTL in milliseconds (PX >= 1), so nothing outlives its purpose::
 
     {prefix}chal:{key}   pending challenge, JSON of PendingChallenge.to_json_dict()
+    {prefix}uchal:{user} list of one user's challenge keys (full names), oldest first; its TTL
+                         is the longest of theirs, so it never outlives them by much
     {prefix}once:{key}   one-time mark (TOTP replay), value "1"
     {prefix}req:{key}    duplicate-request claim: "" while in progress, then the reply bytes
     {prefix}cnt:{key}    counter (failed logins, rate limits), an integer; TTL from its first hit
@@ -19,7 +21,8 @@ One round trip per operation, atomic on the server; operations issued in the sam
 iteration share a pipeline (``_Pipeliner``), so under load many logins pay one round trip:
 
 ==================  ===================================================================
-put_challenge       SET PX
+put_challenge       Lua: SET PX, then the user's list: drop gone keys, DEL + LPOP the oldest
+                    while at the cap, RPUSH the new key, PEXPIRE the list
 get_challenge       GET
 take_challenge      GETDEL (one-shot: exactly one caller on any node gets the record)
 add_attempt         Lua: rewrite the count, SET KEEPTTL; nil when the challenge is gone
@@ -64,15 +67,29 @@ record: it keeps 14 significant digits of the epoch floats and turns the empty a
 ``[]`` into ``{}``. The script checks only that prefix: a record with the count but other
 fields missing is counted, and still reads as absent on get and take, so the login fails closed.
 
+Per-user cap: a user holds at most ``max_challenges_per_user`` pending challenges. The put
+script keeps the user's list in the same atomic call as the SET: keys of challenges already
+taken (GETDEL) or expired are dropped from the list first, so they no longer count, and while
+the list is at the cap its oldest key is popped and its challenge deleted. Overwriting a live
+challenge keeps its place. The script touches keys it does not declare (the evicted
+challenges), which a single server or a replicated primary allows but Redis Cluster does not;
+the store does not support Redis Cluster.
+
+Full: with ``maxmemory`` and the ``noeviction`` policy, Redis refuses writes with ``OOM command
+not allowed``; that becomes :class:`~mfa_radius.errors.StoreFull` (reads, GETDEL and DEL keep
+working), which the login engine rejects whatever the fail mode. Every script's first write is a
+command Redis refuses when out of memory (SET, INCR, DECR), so a refused script has changed
+nothing: Redis 7 lets a script that has already written go on writing past ``maxmemory``.
+
 Failure behaviour (DESIGN.md §5: redis-py's default retry holds a hung server's command for a
 long time): explicit connect and socket timeouts; one retry, only after a ``ConnectionError``
 (a pooled connection that died with a restarted server is replaced transparently) and never
 after a timeout (a timed-out command may have run; repeating it doubles the wait on a hung
 server); a bounded ``BlockingConnectionPool`` whose wait is itself bounded. Every library error
-becomes ``StoreUnavailable("redis", <exception class name>)``: no URL, host or password reaches
-the message. A record that is not a readable challenge (not JSON, wrong shape, fields missing)
-is treated as absent rather than crashing the request. After a Redis restart the same instance
-works again; no re-creation is needed.
+becomes ``StoreUnavailable("redis", <exception class name>)`` (``StoreFull`` for an OOM refusal):
+no URL, host or password reaches the message. A record that is not a readable challenge (not
+JSON, wrong shape, fields missing) is treated as absent rather than crashing the request.
+After a Redis restart the same instance works again; no re-creation is needed.
 
 It must not log, read configuration, or decide what an outage means (``core/policy.py`` does).
 """
@@ -91,23 +108,52 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
 
 from mfa_radius.core.model import PendingChallenge
-from mfa_radius.errors import BackendError, StoreUnavailable, map_errors
+from mfa_radius.errors import BackendError, StoreFull, StoreUnavailable, map_errors
 from mfa_radius.ports import RequestClaim
 
 _BACKEND: Final = "redis"
 
 # OSError covers socket errors raised outside redis-py's wrappers and, on Python >= 3.11, the
 # builtin TimeoutError that asyncio.TimeoutError aliases.
+# First match wins: an OOM refusal (maxmemory with noeviction) is a full store, not an outage.
 _ERRORS: Final[dict[type[BaseException], type[BackendError]]] = {
+    OutOfMemoryError: StoreFull,
     RedisError: StoreUnavailable,
     OSError: StoreUnavailable,
 }
 
 _RETRY_BACKOFF_S: Final = 0.02
 """Pause before the single reconnect attempt: enough for a restarted server's listen queue."""
+
+_PUT_CHALLENGE_LUA: Final = """
+local live = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local listed = redis.call('LPOS', KEYS[2], KEYS[1])
+if live == 0 or not listed then
+  if listed then redis.call('LREM', KEYS[2], 0, KEYS[1]) end
+  for _, k in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+    if redis.call('EXISTS', k) == 0 then redis.call('LREM', KEYS[2], 0, k) end
+  end
+  local cap = tonumber(ARGV[3])
+  while redis.call('LLEN', KEYS[2]) >= cap do
+    redis.call('DEL', redis.call('LPOP', KEYS[2]))
+  end
+  redis.call('RPUSH', KEYS[2], KEYS[1])
+end
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return 1
+"""
+"""Store a challenge (KEYS[1]) and keep its user's list (KEYS[2]) within the cap (ARGV[3]).
+
+The SET is the first write, so an OOM refusal leaves everything as it was. A key that was
+live and listed keeps its place; otherwise it goes to the back after the list has lost the
+keys of challenges that are gone and, while at the cap, its oldest (whose challenge is
+deleted). The list lives as long as its longest-lived challenge."""
 
 _ADD_ATTEMPT_LUA: Final = """
 local v = redis.call('GET', KEYS[1])
@@ -319,10 +365,12 @@ class RedisChallengeStore:
             mode decides). The store bounds itself so that no caller needs to.
         reply_timeout: the longest :meth:`store_reply` may take: the reply to the NAS waits
             for it, so it is kept short.
+        max_challenges_per_user: the most pending challenges one user holds; storing one
+            more removes that user's oldest.
 
     Raises:
-        ValueError: a timeout or the pool size is not positive, or ``tls``/``ca_file`` is set
-            with a URL that is not ``rediss://``.
+        ValueError: a timeout, the pool size or the per-user cap is not positive, or
+            ``tls``/``ca_file`` is set with a URL that is not ``rediss://``.
     """
 
     def __init__(
@@ -342,7 +390,11 @@ class RedisChallengeStore:
         max_connections: int = 64,
         command_timeout: float = 1.0,
         reply_timeout: float = 0.25,
+        max_challenges_per_user: int = 5,
     ) -> None:
+        if max_challenges_per_user < 1:
+            raise ValueError("max_challenges_per_user must be at least 1")
+        self._per_user = max_challenges_per_user
         if not (socket_timeout > 0 and connect_timeout > 0):
             raise ValueError("socket_timeout and connect_timeout must be positive")
         if not (command_timeout > 0 and reply_timeout > 0):
@@ -351,6 +403,7 @@ class RedisChallengeStore:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         self._chal = f"{key_prefix}chal:"
+        self._user_chal = f"{key_prefix}uchal:"
         self._once = f"{key_prefix}once:"
         self._req = f"{key_prefix}req:"
         self._cnt = f"{key_prefix}cnt:"
@@ -393,6 +446,7 @@ class RedisChallengeStore:
             )
         self._redis = Redis.from_pool(pool)
         self._pipe = _Pipeliner(self._redis, command_timeout)
+        self._put_challenge = self._redis.register_script(_PUT_CHALLENGE_LUA)
         self._add_attempt = self._redis.register_script(_ADD_ATTEMPT_LUA)
         self._claim = self._redis.register_script(_CLAIM_LUA)
         self._release = self._redis.register_script(_RELEASE_LUA)
@@ -422,12 +476,17 @@ class RedisChallengeStore:
     async def put_challenge(self, key: str, record: PendingChallenge, ttl: float) -> None:
         """Store a pending challenge under ``key`` for ``ttl`` seconds (overwrites).
 
+        In the same atomic call, a new key for a user who holds ``max_challenges_per_user``
+        live challenges removes that user's oldest.
+
         Raises:
+            StoreFull: Redis is at ``maxmemory`` and refused the write.
             StoreUnavailable: Redis did not answer or refused the command.
         """
         value = _encode(record)
+        keys = [self._chal + key, self._user_chal + record.username]
         with map_errors(_ERRORS, _BACKEND):
-            await self._pipe.call("SET", self._chal + key, value, "PX", _px(ttl))
+            await self._run_script(self._put_challenge, keys, [value, _px(ttl), self._per_user])
 
     async def get_challenge(self, key: str) -> PendingChallenge | None:
         """Return the pending challenge under ``key`` without consuming it, or None.

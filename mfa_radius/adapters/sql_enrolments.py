@@ -10,6 +10,14 @@ Schema: created and changed only by the Alembic revisions in ``mfa_radius.migrat
 :func:`migrate` applies them at start-up (idempotent). The :data:`metadata` below mirrors the
 latest revision for the queries (a test checks that the two agree).
 
+A SQLite database file is never created by accident: SQLite would otherwise create an empty
+one for a mistyped or lost path, and an empty enrolment database means password-only logins
+(``unenrolled = "accept"``) or every user locked out (``reject``). Only ``create=True`` (the
+``mfa-radius db init`` command) makes the file, exclusively and mode 0600; SQLite gives its
+``-wal``/``-shm``/``-journal`` files the database file's mode. Every connection opens the file
+in SQLite's ``mode=rw``, so a database removed while the proxy runs is an error, never a new
+empty file.
+
 Secrets: a TOTP seed is stored as an AES-256-GCM blob (:mod:`.aesgcm_keyring`) whose
 associated data names the token and its user, so a blob moved to another row does not decrypt.
 A ``key_check`` row per key id holds a known value encrypted with that key: :meth:`check`
@@ -33,12 +41,14 @@ Admin operations raise :class:`~mfa_radius.errors.NotFound` and
 from __future__ import annotations
 
 import hmac
+import os
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import alembic.command
 import alembic.config
@@ -63,7 +73,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -73,6 +83,7 @@ from mfa_radius.adapters.aesgcm_keyring import Keyring
 from mfa_radius.core.model import TotpToken, User
 from mfa_radius.errors import (
     AlreadyExists,
+    ConfigError,
     EnrolmentUnavailable,
     KeyUnavailable,
     NotFound,
@@ -94,6 +105,9 @@ _ERRORS = {
     alembic.util.CommandError: EnrolmentUnavailable,
 }
 _KEY_CHECK_VALUE = b"mfa-radius key check v1"
+_SQLITE_SIBLINGS = ("-wal", "-shm", "-journal")  # files SQLite keeps beside the database
+FILE_MODE = 0o600
+"""Mode of a database file created here: its owner (the proxy's user) reads and writes it."""
 _IN_CHUNK = 500  # usernames per IN (...) list: far below SQLite's and asyncpg's bind limits
 
 metadata = MetaData(
@@ -207,7 +221,7 @@ def _key_check_aad(key_id: str) -> bytes:
     return f"key_check\x00{key_id}".encode()
 
 
-async def migrate(url: str) -> None:
+async def migrate(url: str, *, create: bool = False) -> None:
     """Bring the database at ``url`` to the latest schema revision.
 
     Safe on every start-up: a database already at the head is left alone. Uses its own
@@ -215,18 +229,131 @@ async def migrate(url: str) -> None:
 
     Args:
         url: SQLAlchemy async URL (``sqlite+aiosqlite:///path``, ``postgresql+asyncpg://...``).
+        create: create the SQLite file first (mode 0600); it must not exist yet.
 
     Raises:
+        ConfigError: the SQLite file does not exist and ``create`` is off.
+        AlreadyExists: ``create`` is on and the SQLite file exists.
         EnrolmentUnavailable: the database (or, for SQLite, its directory) cannot be opened,
             or a revision fails.
     """
-    engine = _create_engine(
-        url, reader=False, pool_size=1, max_overflow=0, pool_timeout=30.0, busy_timeout=5.0
-    )
+    created = _prepare_file(url, create=create)
     try:
-        await _upgrade_head(engine)
+        engine = _create_engine(
+            url, reader=False, pool_size=1, max_overflow=0, pool_timeout=30.0, busy_timeout=5.0
+        )
+        try:
+            await _upgrade_head(engine)
+        finally:
+            await engine.dispose()
+    except BaseException:
+        _remove_created(created)
+        raise
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for another engine or an in-memory database.
+
+    A URL already in SQLite's own URI form (``?uri=true``) is the caller's to manage: None.
+
+    Args:
+        url: SQLAlchemy URL.
+
+    Returns:
+        The database file as the URL names it (a relative path is relative to the working
+        directory, as SQLite takes it).
+
+    Raises:
+        EnrolmentUnavailable: the URL is malformed.
+    """
+    with _errors():
+        parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.query.get("uri") == "true":
+        return None
+    if parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def _prepare_file(url: str, *, create: bool) -> Path | None:
+    """Create the SQLite file (``create``) or make sure it exists; return the file created.
+
+    Raises:
+        ConfigError: the file does not exist and ``create`` is off.
+        AlreadyExists: ``create`` is on and the file (or anything by that name) exists.
+        EnrolmentUnavailable: the directory is missing, or the file cannot be created.
+    """
+    path = sqlite_file(url)
+    if path is None:
+        return None
+    if not create:
+        try:
+            path.stat()  # follows a symlink: a dangling one is a missing database
+        except (FileNotFoundError, NotADirectoryError):
+            raise ConfigError(
+                f"the enrolment database {path} does not exist; create it with "
+                "`mfa-radius db init -c CONFIG` (a missing database is never created at "
+                "start-up: it would hold no enrolments)"
+            ) from None
+        except OSError as exc:
+            raise EnrolmentUnavailable(
+                BACKEND, f"cannot look at {str(path)!r}: {exc.strerror or type(exc).__name__}"
+            ) from None
+        return None
+    _check_directory(path)
+    try:
+        # O_EXCL: never overwrite a database, and never follow a symlink planted at the path.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        raise AlreadyExists(
+            f"the enrolment database {path} already exists; it was left as it is"
+        ) from None
+    except OSError as exc:
+        raise EnrolmentUnavailable(
+            BACKEND, f"cannot create {str(path)!r}: {exc.strerror or type(exc).__name__}"
+        ) from None
+    try:
+        os.fchmod(fd, FILE_MODE)  # exactly 0600 whatever the umask (0277 would give 0400)
     finally:
-        await engine.dispose()
+        os.close(fd)
+    return path
+
+
+def _check_directory(path: Path) -> None:
+    """Refuse a database path whose directory is missing, naming that directory.
+
+    Checked before SQLite is asked because it only says "unable to open database file", and
+    because a failed aiosqlite connect leaves its worker thread to finish later.
+    """
+    directory = path.parent
+    if not directory.is_dir():
+        raise EnrolmentUnavailable(
+            BACKEND, f"the database directory {str(directory)!r} does not exist"
+        )
+
+
+def _private_siblings(path: Path | None) -> None:
+    """Make the files SQLite keeps beside a database created here owner-only too.
+
+    SQLite already creates them with the database file's mode; this is the second lock on
+    that door, for builds that do not.
+    """
+    if path is None:
+        return
+    for suffix in _SQLITE_SIBLINGS:
+        sibling = path.with_name(path.name + suffix)
+        try:
+            sibling.chmod(FILE_MODE)
+        except FileNotFoundError:
+            continue
+
+
+def _remove_created(path: Path | None) -> None:
+    """Remove a database file (and its siblings) this call created, after a failure."""
+    if path is None:
+        return
+    for suffix in ("", *_SQLITE_SIBLINGS):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
 async def _upgrade_head(engine: AsyncEngine) -> None:
@@ -264,14 +391,10 @@ def _create_engine(
     options: dict[str, Any] = (
         {"isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True} if reader else {}
     )
-    if sqlite and parsed.database and parsed.query.get("uri") != "true":
-        directory = Path(parsed.database).parent
-        if not directory.is_dir():
-            # Checked here because SQLite only says "unable to open database file", and
-            # because a failed aiosqlite connect leaves its worker thread to finish later.
-            raise EnrolmentUnavailable(
-                BACKEND, f"the database directory {str(directory)!r} does not exist"
-            )
+    file = sqlite_file(url)
+    if file is not None:
+        _check_directory(file)
+        parsed = _open_existing_only(parsed, file)
     with _errors():
         if sqlite and parsed.database in (None, "", ":memory:"):
             # One shared connection, or each checkout would see its own empty database.
@@ -303,6 +426,18 @@ def _create_engine(
     return engine
 
 
+def _open_existing_only(parsed: URL, file: Path) -> URL:
+    """The same SQLite database as a URI in ``mode=rw``: SQLite opens it, never creates it.
+
+    Without it every new pooled connection would create an empty database in place of one
+    removed while the proxy runs (``sqlite3_open_v2`` without ``SQLITE_OPEN_CREATE``).
+    """
+    return parsed.set(
+        database="file:" + quote(str(file.absolute())),
+        query={**parsed.query, "mode": "rw", "uri": "true"},
+    )
+
+
 class SqlEnrolmentStore:
     """:class:`mfa_radius.ports.EnrolmentStore` on SQLAlchemy Core async.
 
@@ -327,6 +462,7 @@ class SqlEnrolmentStore:
         url: str,
         keyring: Keyring,
         *,
+        create: bool = False,
         migrate: bool = True,
         verify: bool = True,
         pool_size: int = 5,
@@ -336,9 +472,14 @@ class SqlEnrolmentStore:
     ) -> SqlEnrolmentStore:
         """Connect, migrate, register the current key and prove the key file.
 
+        A SQLite file must exist unless ``create`` is on; with ``create`` it must not exist, and
+        is created mode 0600 (the ``mfa-radius db init`` command). Nothing else creates it.
+
         Args:
             url: SQLAlchemy async URL (``sqlite+aiosqlite:///path``, ``postgresql+asyncpg://...``).
             keyring: the keys for token secrets; its current key encrypts new tokens.
+            create: create the SQLite database file (mode 0600) and its schema; refused when
+                the file exists. Ignored for other engines.
             migrate: apply pending Alembic revisions first (idempotent).
             verify: run :meth:`check` before returning, so a store that opened is known to
                 decrypt what it holds.
@@ -352,9 +493,42 @@ class SqlEnrolmentStore:
             A ready store; :meth:`close` it.
 
         Raises:
+            ConfigError: the SQLite file does not exist and ``create`` is off (a start-up
+                error naming the path; the CLI exits 2).
+            AlreadyExists: ``create`` is on and the SQLite file exists (it is left alone).
             EnrolmentUnavailable: the database cannot be opened, migrated or written.
             KeyUnavailable: ``verify`` is on and the key file does not decrypt stored secrets.
         """
+        created = _prepare_file(url, create=create)
+        try:
+            store = cls._connect(url, keyring, pool_size, max_overflow, pool_timeout, busy_timeout)
+        except BaseException:
+            _remove_created(created)
+            raise
+        try:
+            if migrate or create:
+                await _upgrade_head(store._writer)
+            _private_siblings(created)
+            await store._register_current_key()
+            if verify:
+                await store.check()
+        except BaseException:
+            await store.close()
+            _remove_created(created)
+            raise
+        return store
+
+    @classmethod
+    def _connect(
+        cls,
+        url: str,
+        keyring: Keyring,
+        pool_size: int,
+        max_overflow: int,
+        pool_timeout: float,
+        busy_timeout: float,
+    ) -> SqlEnrolmentStore:
+        """Build the writer and reader engines (no connection is made yet)."""
         writer = _create_engine(
             url,
             reader=False,
@@ -371,17 +545,7 @@ class SqlEnrolmentStore:
             pool_timeout=pool_timeout,
             busy_timeout=busy_timeout,
         )
-        store = cls(reader, writer, keyring)
-        try:
-            if migrate:
-                await _upgrade_head(writer)
-            await store._register_current_key()
-            if verify:
-                await store.check()
-        except BaseException:
-            await store.close()
-            raise
-        return store
+        return cls(reader, writer, keyring)
 
     async def _register_current_key(self) -> None:
         """Store the key-check value of the current key if this database has none yet."""

@@ -7,6 +7,12 @@ file are made relative to the file's folder first, so a configuration works from
 directory. This is the only module of the proxy that reads the configuration file, the files it
 points at (``secret_file``, ``key_file``, ``password_file``) and the environment.
 
+A key or secret file that group or others may read or write is refused, naming the file and
+the key, as ssh refuses a private key others can read: such a file has usually been copied with
+the wrong umask, and the secret is already as good as public on a shared host. The check is on
+the file actually read (a symlink's target, through the open descriptor). ``[server]
+allow_insecure_permissions = true`` turns it off.
+
 Must not echo a secret or an input value in an error, nor decide anything the schema or the
 checks decide: what is valid is :mod:`mfa_radius.config.schema` and
 :mod:`mfa_radius.config.checks`; this module only reads and reports.
@@ -15,6 +21,7 @@ checks decide: what is valid is :mod:`mfa_radius.config.schema` and
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from pathlib import Path
 
@@ -24,6 +31,9 @@ from pydantic_core import ErrorDetails
 from mfa_radius.config.checks import KeyProblem
 from mfa_radius.config.schema import KEY_ENV, Config, check_secret
 from mfa_radius.errors import ConfigError
+
+OPEN_BITS = stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH
+"""Mode bits a key or secret file must not have: read or write by group or others."""
 
 
 class Loaded(BaseModel):
@@ -57,6 +67,30 @@ class Loaded(BaseModel):
         if url.startswith("sqlite:///"):
             return Path(url.removeprefix("sqlite:///"))
         return None
+
+    def require_database(self) -> None:
+        """Refuse to go on when the SQLite enrolment database does not exist.
+
+        A missing database is never created on the way (it would hold no enrolments: with
+        ``unenrolled = "accept"`` every login would be password-only); ``mfa-radius db init``
+        creates it.
+
+        Raises:
+            ConfigError: naming the configuration file, ``enrolment.database``, the missing
+                file and the command that creates it.
+        """
+        database = self.database_path()
+        if database is None or str(database) == ":memory:":
+            return
+        try:
+            database.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise ConfigError(
+                f"{self.path}: enrolment.database: the SQLite database {database} does not "
+                f"exist; create it with `mfa-radius db init -c {self.path}`"
+            ) from None
+        except OSError:
+            return  # not ours to judge: opening it reports the reason
 
 
 def load(path: Path, *, environ: dict[str, str] | None = None) -> Loaded:
@@ -92,35 +126,37 @@ def load(path: Path, *, environ: dict[str, str] | None = None) -> Loaded:
         raise ConfigError(_describe(path, exc, raw)) from None
 
     secrets_by_client = {
-        c.name: _shared_secret(path, f"client[{i}]", c.secret, c.secret_file)
+        c.name: _shared_secret(path, config, f"client[{i}]", c.secret, c.secret_file)
         for i, c in enumerate(config.client)
     }
     home_secrets = {
-        h.name: _shared_secret(path, f"home_server[{i}]", h.secret, h.secret_file)
+        h.name: _shared_secret(path, config, f"home_server[{i}]", h.secret, h.secret_file)
         for i, h in enumerate(config.home_server)
     }
     ldap_password = None
     if config.ldap.bind_password_file is not None:
         ldap_password = SecretStr(
-            _read_secret(path, "ldap.bind_password_file", config.ldap.bind_password_file)
+            _read_secret(path, config, "ldap.bind_password_file", config.ldap.bind_password_file)
         )
 
     redis_password = None
     if config.redis.password_file is not None:
         redis_password = SecretStr(
-            _read_secret(path, "redis.password_file", config.redis.password_file)
+            _read_secret(path, config, "redis.password_file", config.redis.password_file)
         )
     key_text = None
     if config.enrolment.key_file is not None:
         key_text = SecretStr(
-            _read_secret(path, "enrolment.key_file", config.enrolment.key_file, first_line=False)
+            _read_secret(
+                path, config, "enrolment.key_file", config.enrolment.key_file, first_line=False
+            )
         )
     elif env.get(KEY_ENV):
         key_text = SecretStr(env[KEY_ENV])
     twilio_token = None
     if config.twilio.auth_token_file is not None:
         twilio_token = SecretStr(
-            _read_secret(path, "twilio.auth_token_file", config.twilio.auth_token_file)
+            _read_secret(path, config, "twilio.auth_token_file", config.twilio.auth_token_file)
         )
     return Loaded(
         twilio_auth_token=twilio_token,
@@ -135,13 +171,13 @@ def load(path: Path, *, environ: dict[str, str] | None = None) -> Loaded:
 
 
 def _shared_secret(
-    path: Path, where: str, inline: SecretStr | None, file: Path | None
+    path: Path, config: Config, where: str, inline: SecretStr | None, file: Path | None
 ) -> SecretStr:
     """The shared secret given inline or in a file (validated models hold exactly one)."""
     if inline is not None:
         return inline
     assert file is not None  # noqa: S101 (guaranteed by the model's _one_secret)
-    text = _read_secret(path, f"{where}.secret_file", file)
+    text = _read_secret(path, config, f"{where}.secret_file", file)
     try:
         check_secret(text)
     except ValueError as exc:
@@ -176,17 +212,52 @@ def _resolve_paths(raw: dict[str, object], base: Path) -> None:
             enrolment["database"] = prefix + str(base / url.removeprefix(prefix))
 
 
-def _read_secret(config_path: Path, key: str, file: Path, *, first_line: bool = True) -> str:
+def _read_secret(
+    config_path: Path, config: Config, key: str, file: Path, *, first_line: bool = True
+) -> str:
+    """Read a key or secret file named by ``key``, refusing one that others may read or write.
+
+    The mode is taken from the open descriptor, so it is the mode of the file read (a
+    symlink's target), with no window between the check and the read.
+
+    Raises:
+        ConfigError: naming the file and the key: unreadable, open to group or others
+            (unless ``server.allow_insecure_permissions``), not UTF-8, or empty.
+    """
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if mode & OPEN_BITS and not config.server.allow_insecure_permissions:
+                raise ConfigError(_open_to_others(config_path, key, file, mode))
+            data = handle.read()
     except OSError as exc:
         raise ConfigError(
             f"{config_path}: {key}: cannot read {file}: {exc.strerror or type(exc).__name__}"
         ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{config_path}: {key}: {file} is not UTF-8 text") from None
     value = text.splitlines()[0].strip() if first_line and text.strip() else text.strip()
     if not value:
         raise ConfigError(f"{config_path}: {key}: {file} is empty")
     return value
+
+
+def _open_to_others(config_path: Path, key: str, file: Path, mode: int) -> str:
+    """The message for a secret file group or others may read or write (ssh's rule)."""
+    readable = mode & (stat.S_IRGRP | stat.S_IROTH)
+    writable = mode & (stat.S_IWGRP | stat.S_IWOTH)
+    access = " and ".join(
+        word for word, on in (("readable", readable), ("writable", writable)) if on
+    )
+    target = file.resolve() if file.is_symlink() else file
+    named = f"{file} (a symlink to {target})" if target != file else str(file)
+    return (
+        f"{config_path}: {key}: {named} is {access} by group or others "
+        f"(mode {stat.S_IMODE(mode):04o}); make it private with `chmod 600 {target}`, "
+        "or set allow_insecure_permissions = true in [server]"
+    )
 
 
 def _describe(path: Path, exc: ValidationError, raw: dict[str, object]) -> str:

@@ -95,6 +95,11 @@ class ServerConfig(_Model):
         default=True,
         description="Answer Status-Server (RFC 5997) carrying a Message-Authenticator.",
     )
+    allow_insecure_permissions: bool = Field(
+        default=False,
+        description="Accept key and secret files (*_file keys) that group or others may read "
+        "or write; by default such a file is a start-up error, as ssh refuses an open key.",
+    )
 
     @field_validator("listen")
     @classmethod

@@ -4,7 +4,8 @@ The engine (``core/login.py``) never performs I/O: it returns one of these value
 called again with the effect's result. ``engine.py`` runs each effect through its port under a
 deadline. Each effect names the type of its result (``Effect[R]``), so the engine's
 ``ask`` helper is typed end to end; a backend that failed or ran out of time answers with
-:class:`Failed` instead, which the engine turns into the client's fail mode.
+:class:`Failed` instead, which the engine turns into the client's fail mode, except for a
+store that is full (``Failed.full``): that is always a rejection (``store_full``).
 """
 
 from __future__ import annotations
@@ -169,6 +170,8 @@ class Failed:
         code: for delivery: the provider's error code, when it gave one.
         maybe_sent: for delivery: the request reached the provider but its fate is unknown
             (no answer in time), so the message may have gone out.
+        full: for the store: it is at capacity and refused a new entry
+            (:class:`mfa_radius.errors.StoreFull`). Never answered with the fail mode.
     """
 
     backend: Backend
@@ -176,6 +179,7 @@ class Failed:
     permanent: bool = False
     code: int | None = None
     maybe_sent: bool = False
+    full: bool = False
 
 
 Steps: TypeAlias = Generator[Effect[Any], object, T]

@@ -15,9 +15,15 @@ A login is at most two Access-Requests (RFC 2865 §4.4), plus the upstream's own
     locked out                    -> Reject            wrong code, last attempt -> Reject (taken)
     mode append: code right       -> Accept            relayed upstream answer  -> round one again
     mode append: code wrong       -> Reject
-    mode approve: key 1           -> Accept            a backend fails          -> fail mode
+    mode approve: key 1           -> Accept            a backend fails          -> Reject
     mode challenge                -> Challenge (+record stored under a fresh State)
     upstream challenges           -> Challenge relayed
+    a backend fails               -> fail mode
+    the store is full             -> Reject            the store is full        -> Reject
+
+A full store (``Failed.full``) is not an outage: logins that know one password can fill it,
+so it never reaches the fail mode (``safe`` would accept them without a second factor). It is
+rejected with ``store_full`` in both rounds and in every mode, with a ``store_full`` notice.
 
 :class:`Login` runs those rows for one request. It is a state machine driven from outside
 (h11 style): ``start()`` returns the first effect to perform (``core.effects``) or the
@@ -49,6 +55,7 @@ from mfa_radius.core.effects import (
     BackendFailure,
     CheckPassword,
     Effect,
+    Failed,
     FindUser,
     GetChallenge,
     MarkOnce,
@@ -246,6 +253,8 @@ class Login:
                 return (yield from self._approve(user, phone, usable))
             return (yield from self._challenge(user, phone, usable))
         except BackendFailure as exc:
+            if exc.failed.full:
+                return self._store_full(exc.failed)
             if exc.failed.backend is Backend.DELIVERY:
                 return self._fail(RejectReason.DELIVERY_UNAVAILABLE)
             return self._fail(RejectReason.STORE_UNAVAILABLE)
@@ -301,7 +310,9 @@ class Login:
         )
         try:
             yield from ask(PutChallenge(issue.key, issue.record, issue.ttl))
-        except BackendFailure:
+        except BackendFailure as exc:
+            if exc.failed.full:
+                return self._store_full(exc.failed)
             return Reject(RejectReason.STORE_UNAVAILABLE)
         self._notes.note(state_id=issue.key[:8])
         return issue.reply
@@ -333,7 +344,9 @@ class Login:
             taken = yield from ask(TakeChallenge(key))
             if taken is None:
                 return Reject(RejectReason.UNKNOWN_STATE)
-        except BackendFailure:
+        except BackendFailure as exc:
+            if exc.failed.full:
+                return self._store_full(exc.failed)
             # The password was checked in round one, not in this request: never fail open.
             return Reject(RejectReason.STORE_UNAVAILABLE)
         # The user answered the upstream's own challenge: it goes back upstream, and what the
@@ -418,6 +431,11 @@ class Login:
             self._notes.note(user_id=user.user_id)
             self._notes.note_unless_known(display_name=user.display_name, email=user.email)
         return user
+
+    def _store_full(self, failed: Failed) -> Reject:
+        """The store refused a new entry: reject in every fail mode, and ask for a warning."""
+        self._notes.notice("store_full", backend=failed.backend.value, error=failed.detail)
+        return Reject(RejectReason.STORE_FULL)
 
     def _fail(self, reason: RejectReason) -> Accept | Reject:
         """A backend failed after the password was checked: the client's fail mode decides."""

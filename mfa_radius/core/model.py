@@ -65,6 +65,7 @@ class RejectReason(StrEnum):
     UNKNOWN_STATE = "unknown_state"  #: State not found: expired, already used, or forged
     STATE_MISMATCH = "state_mismatch"  #: State belongs to another user or client
     STORE_UNAVAILABLE = "store_unavailable"  #: challenge store down, fail mode secure
+    STORE_FULL = "store_full"  #: the store is at capacity; rejected in every fail mode
     ENROLMENT_UNAVAILABLE = "enrolment_unavailable"  #: enrolment database down, fail mode secure
     PRIMARY_UNAVAILABLE = "primary_unavailable"  #: primary backend down, fail mode secure
     PRIMARY_REJECTED = "primary_rejected"  #: the upstream server rejected the password

@@ -31,7 +31,7 @@ def url(tmp_path: Path) -> str:
 
 @pytest.fixture
 async def store(url: str, alice_hash: str) -> AsyncIterator[SqlEnrolmentStore]:
-    opened = await SqlEnrolmentStore.open(url, Keyring.from_text(KEYS, source="keys"))
+    opened = await SqlEnrolmentStore.open(url, Keyring.from_text(KEYS, source="keys"), create=True)
     await opened.add_user("alice")
     await opened.set_password_hash("alice", alice_hash)
     await opened.add_user("bob")  # enrolled, but without a local password

@@ -30,7 +30,9 @@ class CountingSource:
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqlEnrolmentStore]:
     keyring = Keyring.from_text(Keyring.generate_line("k1"), source="test")
-    db = await SqlEnrolmentStore.open(f"sqlite+aiosqlite:///{tmp_path / 'e.db'}", keyring)
+    db = await SqlEnrolmentStore.open(
+        f"sqlite+aiosqlite:///{tmp_path / 'e.db'}", keyring, create=True
+    )
     for i in range(40):
         await db.add_user(f"user{i}")
         await db.add_totp(f"user{i}", bytes([i]) * 20)

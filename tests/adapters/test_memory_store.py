@@ -6,12 +6,13 @@ Time is a FakeClock throughout; nothing here sleeps.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import pytest
 
 from mfa_radius.adapters.memory_store import MemoryChallengeStore
 from mfa_radius.core.model import Factor, PendingChallenge
-from mfa_radius.errors import StoreUnavailable
+from mfa_radius.errors import StoreFull, StoreUnavailable
 from tests.support.clock import FakeClock
 
 RECORD = PendingChallenge("alice", "vpn-gw1", Factor.TOTP, created=1.0, expires=2.0)
@@ -29,19 +30,37 @@ WRITES: dict[str, Write] = {
 
 
 async def fill(store: MemoryChallengeStore, count: int, ttl: float = 60.0) -> None:
+    """Store ``count`` challenges, each of its own user (the per-user cap does not apply)."""
     for i in range(count):
-        await store.put_challenge(f"fill{i}", RECORD, ttl)
+        await store.put_challenge(f"fill{i}", replace(RECORD, username=f"user{i}"), ttl)
 
 
 class TestCapacity:
     @pytest.mark.parametrize("write", WRITES.values(), ids=WRITES.keys())
-    async def test_raises_store_unavailable_when_full(self, clock: FakeClock, write: Write) -> None:
-        """A write of a new key beyond max_entries fails instead of growing the store."""
+    async def test_raises_store_full_when_full(self, clock: FakeClock, write: Write) -> None:
+        """A write of a new key beyond max_entries fails with StoreFull instead of growing."""
         store = MemoryChallengeStore(clock, max_entries=10)
         await fill(store, 10)
-        with pytest.raises(StoreUnavailable) as caught:
+        with pytest.raises(StoreFull) as caught:
             await write(store, "one-too-many")
         assert (caught.value.backend, caught.value.detail) == ("memory", "full")
+        assert len(store) == 10
+
+    def test_store_full_is_caught_as_store_unavailable(self) -> None:
+        """Callers that treat any store failure as best effort (the reply cache) still catch it."""
+        assert issubclass(StoreFull, StoreUnavailable)
+
+    async def test_reads_work_when_full(self, clock: FakeClock) -> None:
+        """A full store still reads, takes, counts attempts and peeks: only new keys are refused."""
+        store = MemoryChallengeStore(clock, max_entries=10)
+        await store.count("c1", 60.0)
+        await fill(store, 9)
+        first = replace(RECORD, username="user0")
+        assert await store.get_challenge("fill0") == first
+        assert await store.add_attempt("fill0") == 1
+        assert await store.peek_count("c1") == 1
+        assert await store.take_challenge("fill0") == replace(first, attempts=1)
+        assert await store.wait_result("absent", 0.0) is None
 
     async def test_overwrite_succeeds_when_full(self, clock: FakeClock) -> None:
         """Rewriting a key already held needs no extra room."""
@@ -81,6 +100,52 @@ class TestCapacity:
         """A store that could hold nothing is a configuration error."""
         with pytest.raises(ValueError, match="max_entries"):
             MemoryChallengeStore(clock, max_entries=0)
+
+    def test_rejects_per_user_cap_below_one(self, clock: FakeClock) -> None:
+        """A per-user cap that would refuse every challenge is a configuration error."""
+        with pytest.raises(ValueError, match="max_challenges_per_user"):
+            MemoryChallengeStore(clock, max_challenges_per_user=0)
+
+
+class TestPerUserCap:
+    async def test_user_at_cap_can_still_challenge_when_store_is_full(
+        self, clock: FakeClock
+    ) -> None:
+        """At the global cap, a user at their own cap still gets a challenge: their oldest goes."""
+        store = MemoryChallengeStore(clock, max_entries=10, max_challenges_per_user=2)
+        await store.put_challenge("a1", RECORD, 60.0)
+        await store.put_challenge("a2", RECORD, 60.0)
+        await fill(store, 8)
+        await store.put_challenge("a3", RECORD, 60.0)
+        assert (await store.get_challenge("a1"), await store.get_challenge("a3")) == (None, RECORD)
+        assert len(store) == 10
+
+    async def test_index_forgets_users_whose_challenges_are_gone(self, clock: FakeClock) -> None:
+        """Taken, expired and swept challenges leave nothing behind in the per-user index."""
+        store = MemoryChallengeStore(clock, max_challenges_per_user=2)
+        await store.put_challenge("taken", RECORD, 60.0)
+        await store.take_challenge("taken")
+        await fill(store, 3, ttl=5.0)
+        clock.advance(6.0)
+        await store.put_challenge("read", replace(RECORD, username="reader"), 1.0)
+        clock.advance(2.0)
+        await store.get_challenge("read")
+        await store.mark_once("sweeps", 60.0)
+        assert store._user_keys == {}  # the index itself is what is under test
+
+    async def test_new_challenge_under_a_dead_key_goes_to_the_back(self, clock: FakeClock) -> None:
+        """Rewriting an expired challenge's key is a new challenge, so it is not the oldest."""
+        store = MemoryChallengeStore(clock, max_challenges_per_user=2)
+        await store.put_challenge("k1", RECORD, 5.0)
+        await store.put_challenge("k2", RECORD, 60.0)
+        clock.advance(6.0)
+        await store.put_challenge("k1", RECORD, 60.0)
+        await store.put_challenge("k3", RECORD, 60.0)
+        assert [await store.get_challenge(k) is not None for k in ("k1", "k2", "k3")] == [
+            True,
+            False,
+            True,
+        ]
 
 
 class TestRelease:

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from mfa_radius.adapters.redis_store import RedisChallengeStore
 from mfa_radius.core.model import Factor, PendingChallenge
-from mfa_radius.errors import StoreUnavailable
+from mfa_radius.errors import StoreFull, StoreUnavailable
 from mfa_radius.ports import RequestClaim
 from tests.support.ports import free_tcp_port
 from tests.support.redis_server import RedisServer
@@ -152,7 +152,7 @@ class TestKeys:
         """No key written during a login flow lives without an expiry."""
         await run_flow(store)
         ttls = [await admin.pttl(key) async for key in admin.scan_iter(match="*")]
-        assert len(ttls) == 5
+        assert len(ttls) == 6  # with the user's list of challenges
         assert all(ttl > 0 for ttl in ttls)
 
     async def test_keys_use_configured_prefix(self, redis_url: str, admin: Redis) -> None:
@@ -165,6 +165,7 @@ class TestKeys:
         keys = {key async for key in admin.scan_iter(match="*")}
         assert keys == {
             b"site7:chal:s1",
+            b"site7:uchal:alice",
             b"site7:once:m1",
             b"site7:req:r1",
             b"site7:cnt:c1",
@@ -465,7 +466,10 @@ class TestCounterKeys:
         await store.mark_once("u1", 60.0)
         await store.put_challenge("u1", RECORD, 60.0)
         await store.delete("u1")
-        assert {key async for key in admin.scan_iter(match="*")} == {b"mfa:chal:u1"}
+        assert {key async for key in admin.scan_iter(match="*")} == {
+            b"mfa:chal:u1",
+            b"mfa:uchal:alice",
+        }
 
 
 class TestResultKeys:
@@ -687,3 +691,105 @@ class TestPipelining:
         assert await store.count("c", 60.0) == 1
         await admin.script_flush()
         assert await store.count("c", 60.0) == 2
+
+
+WRITES: dict[str, Operation] = {
+    "put_challenge": lambda s: s.put_challenge("new", RECORD, 60.0),
+    "add_attempt": lambda s: s.add_attempt("s1"),
+    "mark_once": lambda s: s.mark_once("m1", 60.0),
+    "claim_request": lambda s: s.claim_request("r1", 60.0),
+    "store_reply": lambda s: s.store_reply("r1", b"reply", 60.0),
+    "count": lambda s: s.count("c1", 60.0),
+    "uncount": lambda s: s.uncount("c1"),
+    "publish_result": lambda s: s.publish_result("t1", "approve", 60.0),
+}
+
+
+async def fill_up(server: RedisServer) -> None:
+    """Make the server refuse writes as a full ``maxmemory`` server with noeviction does.
+
+    RedisServer takes no extra flags, so the limit is set at run time, below what the server
+    already uses.
+    """
+    client = Redis(host=server.host, port=server.port)
+    try:
+        await client.config_set("maxmemory-policy", "noeviction")
+        await client.config_set("maxmemory", "1")
+    finally:
+        await client.aclose()
+
+
+class TestFullServer:
+    @pytest.mark.parametrize("write", WRITES.values(), ids=WRITES.keys())
+    async def test_oom_refusal_raises_store_full(
+        self, private_redis: RedisServer, private_store: RedisChallengeStore, write: Operation
+    ) -> None:
+        """A write refused with OOM (maxmemory, noeviction) is StoreFull, not an outage."""
+        await private_store.put_challenge("s1", RECORD, 60.0)
+        await private_store.count("c1", 60.0)
+        await fill_up(private_redis)
+        with pytest.raises(StoreFull) as caught:
+            await write(private_store)
+        assert (caught.value.backend, caught.value.detail) == ("redis", "OutOfMemoryError")
+
+    async def test_reads_work_when_full(
+        self, private_redis: RedisServer, private_store: RedisChallengeStore
+    ) -> None:
+        """A full server still reads, takes and deletes: a login in progress can finish."""
+        await private_store.put_challenge("s1", RECORD, 60.0)
+        await private_store.count("c1", 60.0)
+        await fill_up(private_redis)
+        assert await private_store.get_challenge("s1") == RECORD
+        assert await private_store.peek_count("c1") == 1
+        assert await private_store.take_challenge("s1") == RECORD
+        await private_store.delete("c1")
+        assert await private_store.peek_count("c1") == 0
+        assert await private_store.wait_result("t1", 0.0) is None
+
+    async def test_refused_put_changes_nothing(self, private_redis: RedisServer) -> None:
+        """A put refused for memory evicts no older challenge of the user (the script is atomic)."""
+        store = RedisChallengeStore(
+            host=private_redis.host, port=private_redis.port, max_challenges_per_user=1
+        )
+        admin = Redis(host=private_redis.host, port=private_redis.port)
+        try:
+            await store.put_challenge("s1", RECORD, 60.0)
+            await fill_up(private_redis)
+            with pytest.raises(StoreFull):
+                await store.put_challenge("s2", RECORD, 60.0)
+            assert await store.get_challenge("s1") == RECORD
+            assert await store.get_challenge("s2") is None
+            assert await admin.lrange("mfa:uchal:alice", 0, -1) == [b"mfa:chal:s1"]
+        finally:
+            await store.close()
+            await admin.aclose()
+
+
+class TestPerUserList:
+    async def test_list_outlives_the_longest_challenge(
+        self, store: RedisChallengeStore, admin: Redis
+    ) -> None:
+        """The user's list takes the longest TTL of their challenges; a shorter one keeps it."""
+        await store.put_challenge("s1", RECORD, 120.0)
+        await store.put_challenge("s2", RECORD, 10.0)
+        assert 119_000 < await admin.pttl("mfa:uchal:alice") <= 120_000
+
+    async def test_list_holds_the_live_keys_oldest_first(
+        self, redis_url: str, admin: Redis
+    ) -> None:
+        """Taken challenges leave the list at the next put; the cap keeps it short."""
+        capped = RedisChallengeStore(url=redis_url, max_challenges_per_user=2)
+        try:
+            for key in ("s1", "s2", "s3"):
+                await capped.put_challenge(key, RECORD, 60.0)
+            await capped.take_challenge("s3")
+            await capped.put_challenge("s4", RECORD, 60.0)
+            assert await admin.lrange("mfa:uchal:alice", 0, -1) == [b"mfa:chal:s2", b"mfa:chal:s4"]
+            assert await admin.exists("mfa:chal:s1") == 0
+        finally:
+            await capped.close()
+
+    def test_rejects_per_user_cap_below_one(self) -> None:
+        """A per-user cap that would refuse every challenge is a configuration error."""
+        with pytest.raises(ValueError, match="max_challenges_per_user"):
+            RedisChallengeStore(max_challenges_per_user=0)

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import asyncio
 import base64
+import os
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,7 +25,13 @@ from mfa_radius.adapters.sql_enrolments import (
     passwords,
     totp_tokens,
 )
-from mfa_radius.errors import AlreadyExists, EnrolmentUnavailable, KeyUnavailable, NotFound
+from mfa_radius.errors import (
+    AlreadyExists,
+    ConfigError,
+    EnrolmentUnavailable,
+    KeyUnavailable,
+    NotFound,
+)
 
 SECRET = b"12345678901234567890"
 SECRET_2 = b"abcdefghijabcdefghij"
@@ -42,7 +51,7 @@ def url(tmp_path: Path) -> str:
 
 @pytest.fixture
 async def store(url: str) -> AsyncIterator[SqlEnrolmentStore]:
-    opened = await SqlEnrolmentStore.open(url, keyring(KEY_1))
+    opened = await SqlEnrolmentStore.open(url, keyring(KEY_1), create=True)
     yield opened
     await opened.close()
 
@@ -59,6 +68,17 @@ async def reopen(url: str, ring: Keyring, *, verify: bool = True) -> SqlEnrolmen
     return await SqlEnrolmentStore.open(url, ring, verify=verify)
 
 
+def _modes(directory: Path) -> dict[str, int]:
+    """Each file in ``directory`` with its permission bits."""
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in directory.iterdir()}
+
+
+def _remove_database(path: Path) -> None:
+    """Delete a SQLite file and the -wal/-shm files beside it."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 def _head_revision() -> str:
     """The newest revision shipped in mfa_radius/migrations."""
     config = alembic.config.Config()
@@ -71,7 +91,7 @@ def _head_revision() -> str:
 class TestMigrate:
     async def test_migrate_is_idempotent(self, url: str) -> None:
         """Migrating an up-to-date database again changes nothing and raises nothing."""
-        await migrate(url)
+        await migrate(url, create=True)
         await migrate(url)
         engine = create_async_engine(url)
         try:
@@ -85,7 +105,7 @@ class TestMigrate:
 
     async def test_migrated_schema_matches_table_definitions(self, url: str) -> None:
         """The revisions build exactly the tables the queries are written against."""
-        await migrate(url)
+        await migrate(url, create=True)
 
         def diff(conn: Connection) -> list[object]:
             return list(compare_metadata(MigrationContext.configure(conn), metadata))
@@ -102,16 +122,29 @@ class TestMigrate:
     ) -> None:
         """A database path in a directory that does not exist is an EnrolmentUnavailable."""
         with pytest.raises(EnrolmentUnavailable):
-            await migrate(f"sqlite+aiosqlite:///{tmp_path / 'absent' / 'enrolments.db'}")
+            await migrate(
+                f"sqlite+aiosqlite:///{tmp_path / 'absent' / 'enrolments.db'}", create=True
+            )
+
+    async def test_migrate_refuses_a_missing_database_without_creating_it(
+        self, tmp_path: Path
+    ) -> None:
+        """Without create, a missing SQLite file is a ConfigError naming it; none is made."""
+        path = tmp_path / "enrolments.db"
+        with pytest.raises(ConfigError, match=f"{path} does not exist"):
+            await migrate(f"sqlite+aiosqlite:///{path}")
+        assert _modes(tmp_path) == {}
 
 
 class TestOpen:
     async def test_open_raises_enrolment_unavailable_when_directory_missing(
         self, tmp_path: Path
     ) -> None:
-        """Opening a database in a missing directory fails naming that directory."""
+        """Creating a database in a missing directory fails naming that directory."""
         with pytest.raises(EnrolmentUnavailable) as caught:
-            await reopen(f"sqlite+aiosqlite:///{tmp_path / 'absent' / 'e.db'}", keyring(KEY_1))
+            await SqlEnrolmentStore.open(
+                f"sqlite+aiosqlite:///{tmp_path / 'absent' / 'e.db'}", keyring(KEY_1), create=True
+            )
         assert caught.value.backend == "enrolment-db"
         assert str(tmp_path / "absent") in str(caught.value)
 
@@ -126,8 +159,115 @@ class TestOpen:
 
     async def test_open_raises_enrolment_unavailable_when_not_migrated(self, url: str) -> None:
         """With migration off, an empty database is an EnrolmentUnavailable."""
+        os.close(os.open(url.removeprefix("sqlite+aiosqlite:///"), os.O_CREAT | os.O_WRONLY, 0o600))
         with pytest.raises(EnrolmentUnavailable):
             await SqlEnrolmentStore.open(url, keyring(KEY_1), migrate=False)
+
+
+class TestCreate:
+    async def test_open_refuses_a_missing_database_naming_its_path(self, tmp_path: Path) -> None:
+        """A missing SQLite file is a ConfigError naming it, and the file is not created."""
+        path = tmp_path / "enrolments.db"
+        with pytest.raises(ConfigError) as caught:
+            await SqlEnrolmentStore.open(f"sqlite+aiosqlite:///{path}", keyring(KEY_1))
+        assert f"the enrolment database {path} does not exist" in str(caught.value)
+        assert "mfa-radius db init" in str(caught.value)
+        assert _modes(tmp_path) == {}
+
+    async def test_open_refuses_a_missing_database_in_a_missing_directory(
+        self, tmp_path: Path
+    ) -> None:
+        """Without create, a missing directory is a missing database too (a ConfigError)."""
+        path = tmp_path / "absent" / "e.db"
+        with pytest.raises(ConfigError, match=f"{path} does not exist"):
+            await SqlEnrolmentStore.open(f"sqlite+aiosqlite:///{path}", keyring(KEY_1))
+
+    async def test_open_refuses_a_symlink_to_a_missing_file_and_creates_no_target(
+        self, tmp_path: Path
+    ) -> None:
+        """A dangling symlink is a missing database: SQLite would create its target."""
+        link = tmp_path / "enrolments.db"
+        link.symlink_to(tmp_path / "elsewhere.db")
+        with pytest.raises(ConfigError, match="does not exist"):
+            await SqlEnrolmentStore.open(f"sqlite+aiosqlite:///{link}", keyring(KEY_1))
+        assert not (tmp_path / "elsewhere.db").exists()
+
+    async def test_create_makes_the_database_and_its_wal_files_owner_only(
+        self, tmp_path: Path
+    ) -> None:
+        """create=True makes the file 0600 under the usual 022 umask; -wal and -shm follow."""
+        path = tmp_path / "enrolments.db"
+        previous = os.umask(0o022)
+        try:
+            store = await SqlEnrolmentStore.open(
+                f"sqlite+aiosqlite:///{path}", keyring(KEY_1), create=True
+            )
+        finally:
+            os.umask(previous)
+        try:
+            await store.add_user("alice")
+            siblings = _modes(tmp_path)
+        finally:
+            await store.close()
+        assert siblings == {
+            "enrolments.db": 0o600,
+            "enrolments.db-wal": 0o600,
+            "enrolments.db-shm": 0o600,
+        }
+
+    async def test_create_gives_mode_0600_whatever_the_umask(self, tmp_path: Path) -> None:
+        """A umask that would leave the owner without write (0277) still gives 0600."""
+        path = tmp_path / "enrolments.db"
+        previous = os.umask(0o277)
+        try:
+            store = await SqlEnrolmentStore.open(
+                f"sqlite+aiosqlite:///{path}", keyring(KEY_1), create=True
+            )
+        finally:
+            os.umask(previous)
+        await store.close()
+        assert _modes(tmp_path) == {"enrolments.db": 0o600}
+
+    async def test_create_applies_every_migration(self, tmp_path: Path) -> None:
+        """The created database is at the newest revision."""
+        url = f"sqlite+aiosqlite:///{tmp_path / 'enrolments.db'}"
+        store = await SqlEnrolmentStore.open(url, keyring(KEY_1), create=True)
+        await store.close()
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                versions = (
+                    await conn.execute(text("SELECT version_num FROM alembic_version"))
+                ).all()
+        finally:
+            await engine.dispose()
+        assert [row[0] for row in versions] == [_head_revision()]
+
+    async def test_create_refuses_an_existing_database_and_leaves_it_as_it_was(
+        self, url: str, store: SqlEnrolmentStore
+    ) -> None:
+        """create=True on an existing file raises AlreadyExists; its users are still there."""
+        await store.add_user("alice")
+        with pytest.raises(AlreadyExists, match="already exists"):
+            await SqlEnrolmentStore.open(url, keyring(KEY_1), create=True)
+        assert await store.find_user("alice") is not None
+
+    async def test_a_database_removed_while_open_is_not_created_again(self, tmp_path: Path) -> None:
+        """A new pooled connection after the file was removed fails instead of making one."""
+        path = tmp_path / "enrolments.db"
+        store = await SqlEnrolmentStore.open(
+            f"sqlite+aiosqlite:///{path}", keyring(KEY_1), create=True, pool_size=1, max_overflow=2
+        )
+        try:
+            await store.add_user("alice")
+            _remove_database(path)
+            results = await asyncio.gather(
+                *(store.find_user("alice") for _ in range(3)), return_exceptions=True
+            )
+        finally:
+            await store.close()
+        assert any(isinstance(r, EnrolmentUnavailable) for r in results)
+        assert not path.exists()
 
 
 class TestUsers:

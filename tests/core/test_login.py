@@ -107,6 +107,8 @@ DELIVERED = Delivery("SM1")
 PRIMARY_DOWN = Failed(Backend.PRIMARY, "timeout")
 ENROLMENT_DOWN = Failed(Backend.ENROLMENT, "OperationalError")
 STORE_DOWN = Failed(Backend.STORE, "ConnectionError")
+FULL = Failed(Backend.STORE, "full", full=True)
+"""A store at capacity refusing a new entry (``errors.StoreFull``)."""
 DELIVERY_DOWN = Failed(Backend.DELIVERY, "503")
 REFUSED = Failed(Backend.DELIVERY, "invalid number", permanent=True, code=21211)
 
@@ -540,6 +542,25 @@ class TestApproveMode:
         assert decision.outcome == Reject(RejectReason.FRAUD_REPORTED)
         assert seen[-1] == lock
         assert decision.audit.notices == (Notice("fraud_reported"),)
+
+    @pytest.mark.parametrize("failed", [FULL, STORE_DOWN], ids=["full", "down"])
+    @pytest.mark.parametrize("fail_mode", [FailMode.SECURE, FailMode.SAFE], ids=["secure", "safe"])
+    def test_rejects_a_reported_fraud_even_when_the_lock_cannot_be_written(
+        self, failed: Failed, fail_mode: FailMode
+    ) -> None:
+        """A fraud report refuses the login whatever the store does: never a fail-safe accept."""
+        decision, _ = run(
+            _login(replace(APPROVE_POLICY, fail_mode=fail_mode)),
+            [
+                *_password_ok(),
+                *_limits(),
+                (_approve_call(), DELIVERED),
+                (WAIT, CallResult.FRAUD.value),
+                (Count("lock:alice", 3600.0), failed),
+            ],
+        )
+        assert decision.outcome == Reject(RejectReason.FRAUD_REPORTED)
+        assert [n.event for n in decision.audit.notices] == ["fraud_reported", "fraud_lock_failed"]
 
     @pytest.mark.parametrize(
         ("result", "reason"),
@@ -1695,3 +1716,153 @@ class TestAudit:
         ]
         for secret in secrets:
             assert secret not in text
+
+
+FULL_NOTICE = Notice("store_full", (("backend", "store"), ("error", "full")))
+SWITCH_MARK = MarkOnce(f"sent:{OLD_KEY}:voice", 300.0)
+RELAYED = PrimaryChallenge(state=b"upstream-1", prompt="PIN?", upstream="home1")
+APPENDED = PASSWORD + b"," + RIGHT.encode()
+
+
+class TestFullStore:
+    """A full store is never a fail-mode case: every write it refuses rejects as store_full."""
+
+    @pytest.mark.parametrize(
+        ("policy", "password", "script"),
+        [
+            (POLICY, PASSWORD, [*_password_ok(), (PutChallenge, FULL)]),
+            (PHONE_POLICY, PASSWORD, [*_password_ok(), (MarkOnce, FULL)]),
+            (PHONE_POLICY, PASSWORD, [*_password_ok(), *_limits()[:2], (Count, FULL)]),
+            (
+                PHONE_POLICY,
+                PASSWORD,
+                [*_password_ok(), *_limits(), (_text(), DELIVERED), (PutChallenge, FULL)],
+            ),
+            (replace(POLICY, mode=Mode.APPEND), APPENDED, [*_password_ok(), (MarkOnce, FULL)]),
+            (APPROVE_POLICY, PASSWORD, [*_password_ok(), (MarkOnce, FULL)]),
+            (APPROVE_POLICY, PASSWORD, [*_password_ok(), *_limits()[:3], (Count, FULL)]),
+            (POLICY, PASSWORD, [(CHECK, RELAYED), (PutChallenge, FULL)]),
+        ],
+        ids=[
+            "challenge-put",
+            "cooldown-mark",
+            "send-counter",
+            "put-after-text",
+            "append-replay-mark",
+            "approve-cooldown-mark",
+            "approve-send-counter",
+            "relay-put",
+        ],
+    )
+    @pytest.mark.parametrize("fail_mode", [FailMode.SECURE, FailMode.SAFE], ids=["secure", "safe"])
+    def test_rejects_as_store_full_in_round_one_whatever_the_fail_mode(
+        self, policy: ClientPolicy, password: bytes, script: list[Answer], fail_mode: FailMode
+    ) -> None:
+        """After a verified password, a full store still rejects (never a fail-safe accept)."""
+        login = _login(replace(policy, fail_mode=fail_mode), password=password)
+        decision, _ = run(login, script)
+        assert decision.outcome == Reject(RejectReason.STORE_FULL)
+        assert FULL_NOTICE in decision.audit.notices
+
+    @pytest.mark.parametrize(
+        ("policy", "answer", "script"),
+        [
+            (
+                POLICY,
+                RIGHT,
+                [(GetChallenge(OLD_KEY), TOTP_RECORD), (FIND, ALICE), (_replay_mark(), FULL)],
+            ),
+            (
+                POLICY,
+                WRONG,
+                [(GetChallenge(OLD_KEY), TOTP_RECORD), (FIND, ALICE), (FAIL_COUNT, FULL)],
+            ),
+            (
+                POLICY,
+                WRONG,
+                [
+                    (GetChallenge(OLD_KEY), TOTP_RECORD),
+                    (FIND, ALICE),
+                    (FAIL_COUNT, 5),
+                    (Count("lock:alice", 60.0), FULL),
+                ],
+            ),
+            (
+                POLICY,
+                WRONG,
+                [
+                    (GetChallenge(OLD_KEY), TOTP_RECORD),
+                    (FIND, ALICE),
+                    (FAIL_COUNT, 1),
+                    (AddAttempt(OLD_KEY), FULL),
+                ],
+            ),
+            (
+                PHONE_POLICY,
+                "2",
+                [(GetChallenge(OLD_KEY), SMS_RECORD), (FIND, ALICE), (SWITCH_MARK, FULL)],
+            ),
+            (
+                PHONE_POLICY,
+                "2",
+                [
+                    (GetChallenge(OLD_KEY), SMS_RECORD),
+                    (FIND, ALICE),
+                    (SWITCH_MARK, True),
+                    *_limits()[:1],
+                    (Count, FULL),
+                ],
+            ),
+            (
+                PHONE_POLICY,
+                "2",
+                [
+                    (GetChallenge(OLD_KEY), SMS_RECORD),
+                    (FIND, ALICE),
+                    (SWITCH_MARK, True),
+                    *_limits(),
+                    (_call(), DELIVERED),
+                    (PutChallenge, FULL),
+                ],
+            ),
+        ],
+        ids=[
+            "replay-mark",
+            "count-failure",
+            "lock",
+            "add-attempt",
+            "switch-mark",
+            "switch-send-counter",
+            "switch-put",
+        ],
+    )
+    @pytest.mark.parametrize("fail_mode", [FailMode.SECURE, FailMode.SAFE], ids=["secure", "safe"])
+    def test_rejects_as_store_full_in_round_two_whatever_the_fail_mode(
+        self, policy: ClientPolicy, answer: str, script: list[Answer], fail_mode: FailMode
+    ) -> None:
+        """A full store in round two rejects with its own reason, not store_unavailable."""
+        decision, _ = run(_answer(answer, policy=replace(policy, fail_mode=fail_mode)), script)
+        assert decision.outcome == Reject(RejectReason.STORE_FULL)
+        assert FULL_NOTICE in decision.audit.notices
+
+    def test_rejects_as_store_full_after_a_relayed_answer_verified_in_this_request(self) -> None:
+        """Even when the upstream verified the answer here (fail mode would apply), full rejects."""
+        decision, _ = run(
+            _login(_safe(), password=b"4711", state=OLD_STATE),
+            [
+                (GetChallenge(OLD_KEY), UPSTREAM_RECORD),
+                (TakeChallenge(OLD_KEY), UPSTREAM_RECORD),
+                (CheckPassword(b"4711", b"upstream-1"), ACCEPTED),
+                (FIND, ALICE),
+                (PEEK, 0),
+                (PutChallenge, FULL),
+            ],
+        )
+        assert decision.outcome == Reject(RejectReason.STORE_FULL)
+        assert decision.audit.notices == (FULL_NOTICE,)
+
+    def test_store_outage_still_follows_the_fail_mode(self) -> None:
+        """Only a full store is refused outright: an outage is still the fail mode's decision."""
+        decision, _ = run(_login(_safe()), [*_password_ok(), (PutChallenge, STORE_DOWN)])
+        assert decision.outcome == Accept(AcceptReason.FAIL_SAFE, ATTRS)
+        assert decision.audit.notices == ()

@@ -29,6 +29,7 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlapdServer]:
 @pytest.fixture
 async def running(tmp_path: Path, slapd: SlapdServer) -> AsyncIterator[app.Running]:
     (tmp_path / "ldap.password").write_text(SERVICE_PASSWORD + "\n")
+    (tmp_path / "ldap.password").chmod(0o600)
     ldap = f"""
 [ldap]
 server = ["{slapd.tls_url}"]

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,7 @@ def write_config(
     """
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "enrolment.key").write_text(KEY_LINE + "\n", encoding="utf-8")
+    (directory / "enrolment.key").chmod(0o600)  # the proxy refuses a key others can read
     redis = (
         f'[redis]\nurl = "{redis_url}"\nsocket_timeout = 0.3\nconnect_timeout = 0.3\n'
         if redis_url
@@ -111,6 +112,10 @@ level = "debug"
 """
     path = directory / "radius.conf"
     path.write_text(text, encoding="utf-8")
+    db = directory / database
+    if not db.exists():  # what `mfa-radius db init` would do: a private file, migrated on open
+        db.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     return ProxyConfig(path=path, port=port)
 
 
@@ -167,11 +172,15 @@ class ProxyProcess:
     Args:
         cfg: a configuration with a fixed port.
         log_path: where the child's standard output and error go.
+        env: variables added to (or replacing those of) this process's environment.
     """
 
-    def __init__(self, cfg: ProxyConfig, log_path: Path) -> None:
+    def __init__(
+        self, cfg: ProxyConfig, log_path: Path, env: Mapping[str, str] | None = None
+    ) -> None:
         self.cfg = cfg
         self.log_path = log_path
+        self.env = dict(env or {})
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -181,7 +190,7 @@ class ProxyProcess:
             [sys.executable, "-m", "mfa_radius", "serve", "-c", str(self.cfg.path)],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         log.close()
         deadline = time.monotonic() + 15

@@ -9,7 +9,7 @@ ends a margin before the NAS's response window, so the answer still reaches the 
 from __future__ import annotations
 
 from mfa_radius.core.call_result import CallResult
-from mfa_radius.core.effects import Steps, WaitResult, ask
+from mfa_radius.core.effects import BackendFailure, Steps, WaitResult, ask
 from mfa_radius.core.factors.base import Context, Started, Verdict
 from mfa_radius.core.factors.sent_code import admit, deliver
 from mfa_radius.core.limits import lock_for_fraud
@@ -73,8 +73,13 @@ class Approve:
         if result == CallResult.APPROVE:
             return Accept(AcceptReason.MFA_OK, ctx.attributes)
         if result == CallResult.FRAUD:
-            yield from lock_for_fraud(ctx.user.username, ctx.settings.lockout)
             ctx.notes.notice("fraud_reported")
+            try:
+                yield from lock_for_fraud(ctx.user.username, ctx.settings.lockout)
+            except BackendFailure as exc:
+                # The user said the attempt is not theirs: refuse it even when the lock
+                # cannot be written (a store outage must not turn into fail-safe accept).
+                ctx.notes.notice("fraud_lock_failed", error=exc.failed.detail)
             return Reject(RejectReason.FRAUD_REPORTED)
         if result is None:
             return Reject(RejectReason.APPROVAL_TIMEOUT)

@@ -7,6 +7,7 @@ environment (a second node, and TTLs that pass without sleeping).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from mfa_radius.core.model import Factor, PendingChallenge
 from tests.adapters.contract.conftest import TTL, StoreEnv, make_record
@@ -166,3 +167,72 @@ class TestAddAttempt:
         await env.store.put_challenge("s1", make_record(), 10.0)
         await env.advance(10.5)
         assert await env.store.add_attempt("s1") is None
+
+
+CAP = 5
+"""The stores' default per-user cap (``max_challenges_per_user``)."""
+
+
+async def present(env: StoreEnv, *keys: str) -> list[str]:
+    """The keys among ``keys`` whose challenge can still be read."""
+    return [key for key in keys if await env.store.get_challenge(key) is not None]
+
+
+class TestPerUserCap:
+    async def test_cap_holds_for_one_user(self, env: StoreEnv) -> None:
+        """A user never holds more than the cap of pending challenges."""
+        for i in range(CAP + 3):
+            await env.store.put_challenge(f"s{i}", make_record(), TTL)
+        assert len(await present(env, *(f"s{i}" for i in range(CAP + 3)))) == CAP
+
+    async def test_oldest_goes_when_user_is_at_cap(self, env: StoreEnv) -> None:
+        """One more challenge for a user at the cap removes that user's oldest, and only it."""
+        keys = [f"s{i}" for i in range(CAP + 1)]
+        for key in keys:
+            await env.store.put_challenge(key, make_record(), TTL)
+        assert await present(env, *keys) == keys[1:]
+
+    async def test_other_users_are_untouched(self, env: StoreEnv) -> None:
+        """One user going past the cap removes none of another user's challenges."""
+        bob = replace(make_record(), username="bob")
+        await env.store.put_challenge("bob1", bob, TTL)
+        for i in range(CAP * 2):
+            await env.store.put_challenge(f"s{i}", make_record(), TTL)
+        assert await env.store.get_challenge("bob1") == bob
+
+    async def test_taken_challenge_frees_its_slot(self, env: StoreEnv) -> None:
+        """A taken challenge no longer counts: the next one removes nothing."""
+        keys = [f"s{i}" for i in range(CAP)]
+        for key in keys:
+            await env.store.put_challenge(key, make_record(), TTL)
+        await env.store.take_challenge("s2")
+        await env.store.put_challenge("new", make_record(), TTL)
+        assert await present(env, *keys, "new") == ["s0", "s1", "s3", "s4", "new"]
+
+    async def test_expired_challenge_frees_its_slot(self, env: StoreEnv) -> None:
+        """An expired challenge no longer counts: the next one removes no live challenge."""
+        await env.store.put_challenge("short", make_record(), 10.0)
+        keys = [f"s{i}" for i in range(CAP - 1)]
+        for key in keys:
+            await env.store.put_challenge(key, make_record(), TTL)
+        await env.advance(10.5)
+        await env.store.put_challenge("new", make_record(), TTL)
+        assert await present(env, *keys, "new") == [*keys, "new"]
+
+    async def test_overwrite_keeps_place_and_removes_nothing(self, env: StoreEnv) -> None:
+        """Rewriting a live challenge is not a new one: it stays the oldest and evicts nothing."""
+        keys = [f"s{i}" for i in range(CAP)]
+        for key in keys:
+            await env.store.put_challenge(key, make_record(), TTL)
+        await env.store.put_challenge("s0", make_record(attempts=1), TTL)
+        assert await present(env, *keys) == keys
+        await env.store.put_challenge("new", make_record(), TTL)
+        assert await present(env, *keys, "new") == [*keys[1:], "new"]
+
+    async def test_cap_holds_across_nodes(self, env: StoreEnv) -> None:
+        """Challenges stored through two nodes count against the same per-user cap."""
+        keys = [f"s{i}" for i in range(CAP + 1)]
+        for index, key in enumerate(keys):
+            node = env.store if index % 2 else env.peer
+            await node.put_challenge(key, make_record(), TTL)
+        assert await present(env, *keys) == keys[1:]

@@ -40,7 +40,9 @@ class LookupEnv:
 async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LookupEnv]:
     """A lookup of each adapter over an empty, migrated enrolment database."""
     keyring = Keyring.from_text(Keyring.generate_line("k1"), source="test")
-    store = await SqlEnrolmentStore.open(f"sqlite+aiosqlite:///{tmp_path / 'e.db'}", keyring)
+    store = await SqlEnrolmentStore.open(
+        f"sqlite+aiosqlite:///{tmp_path / 'e.db'}", keyring, create=True
+    )
     lookup: UserLookup = store if request.param == "sql" else BatchedUserLookup(store)
     yield LookupEnv(lookup=lookup, enrolments=store)
     await store.close()
