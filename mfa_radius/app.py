@@ -139,7 +139,11 @@ def open_store(loaded: Loaded, clock: SystemClock) -> SharedState:
     """Build the configured challenge store (memory for one node, Redis for a cluster)."""
     cfg = loaded.config
     if cfg.store.backend == "memory":
-        return MemoryChallengeStore(clock, max_entries=cfg.store.max_entries)
+        return MemoryChallengeStore(
+            clock,
+            max_entries=cfg.store.max_entries,
+            max_challenges_per_user=cfg.store.max_challenges_per_user,
+        )
     password = loaded.redis_password.get_secret_value() if loaded.redis_password else None
     return RedisChallengeStore(
         url=cfg.redis.url,
@@ -149,6 +153,7 @@ def open_store(loaded: Loaded, clock: SystemClock) -> SharedState:
         socket_timeout=cfg.redis.socket_timeout,
         connect_timeout=cfg.redis.connect_timeout,
         command_timeout=cfg.store.timeout,
+        max_challenges_per_user=cfg.store.max_challenges_per_user,
     )
 
 

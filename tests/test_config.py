@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from mfa_radius import app, config
+from mfa_radius.core.model import Factor, PendingChallenge
 from mfa_radius.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "radius.conf.example"
@@ -192,6 +193,26 @@ PYDANTIC_INTERNALS = ("lax-or-strict", "function-", "is-instance", "Value error"
 """Fragments of pydantic's own vocabulary that must never reach an admin."""
 
 CLIENT_HEAD = 'name = "vpn"\nsecret = "' + SECRET + '"\n'
+
+
+class TestChallengeCap:
+    async def test_per_user_cap_reaches_the_memory_store(self, tmp_path: Path) -> None:
+        """``[store] max_challenges_per_user`` caps the store the proxy opens: the oldest goes."""
+        path = _write(tmp_path, MINIMAL + "\n[store]\nmax_challenges_per_user = 2\n")
+        store = app.open_store(config.load(path), app.SystemClock())
+        now = app.SystemClock().now()
+        record = PendingChallenge("alice", "vpn", Factor.TOTP, created=now, expires=now + 60)
+        for key in ("c1", "c2", "c3"):
+            await store.put_challenge(key, record, 60.0)
+        kept = [await store.get_challenge(key) is not None for key in ("c1", "c2", "c3")]
+        await store.close()
+        assert kept == [False, True, True]
+
+    def test_per_user_cap_below_one_is_refused(self, tmp_path: Path) -> None:
+        """A cap of zero would refuse every challenge: an error naming the key."""
+        path = _write(tmp_path, MINIMAL + "\n[store]\nmax_challenges_per_user = 0\n")
+        with pytest.raises(ConfigError, match=r"store\.max_challenges_per_user"):
+            config.load(path)
 
 
 @pytest.mark.parametrize(

@@ -538,6 +538,12 @@ class StoreConfig(_Model):
     max_entries: int = Field(
         default=1_000_000, ge=1000, description="memory backend: most keys held at once."
     )
+    max_challenges_per_user: int = Field(
+        default=5,
+        ge=1,
+        description="Pending challenges one user may hold at once (memory and redis); "
+        "a new one removes that user's oldest, so one password cannot fill the store.",
+    )
 
 
 class RedisConfig(_Model):
