@@ -480,6 +480,8 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
                     f"{loaded.path}: server.listen[{index}]: cannot bind {item}: {_os_reason(exc)}"
                 ) from None
             servers.append(server)
+            if cfg.server.receive_buffer is not None:
+                _set_receive_buffer(transport, cfg.server.receive_buffer, item)
             sockname = transport.get_extra_info("sockname")
             addresses.append((str(sockname[0]), int(sockname[1])))
         log.info(
@@ -513,6 +515,25 @@ async def running(loaded: Loaded) -> AsyncIterator[Running]:
             for key, value in server.counters.items():
                 counters[key] = counters.get(key, 0) + value
         log.info("server_stopped", node=node, counters=counters)
+
+
+def _set_receive_buffer(transport: asyncio.BaseTransport, size: int, listen: str) -> None:
+    """Ask for a receive buffer of ``size`` bytes; warn when the kernel grants less.
+
+    Linux caps the request at ``net.core.rmem_max`` and reports twice what it keeps (the
+    other half is its own bookkeeping), so the granted size is half of what it reports.
+    """
+    sock = transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    granted = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)) // 2
+    if granted < size:
+        log.warning(
+            "receive_buffer_capped",
+            listen=listen,
+            requested=size,
+            granted=granted,
+            hint="raise net.core.rmem_max (sysctl) to allow the requested size",
+        )
 
 
 def _os_reason(exc: OSError) -> str:

@@ -95,6 +95,13 @@ class ServerConfig(_Model):
         default=True,
         description="Answer Status-Server (RFC 5997) carrying a Message-Authenticator.",
     )
+    receive_buffer: int | None = Field(
+        default=None,
+        ge=65_536,
+        description="Receive buffer (SO_RCVBUF) of each listening socket, in bytes; unset: the "
+        "kernel's default (often 208 KiB), which a burst of requests overflows. The kernel caps "
+        "it at net.core.rmem_max; a capped value is logged as a warning at start-up.",
+    )
     allow_insecure_permissions: bool = Field(
         default=False,
         description="Accept key and secret files (*_file keys) that group or others may read "

@@ -201,6 +201,11 @@ class UdpListener(asyncio.DatagramProtocol):
             log.warning("socket_close_timeout", server_ip=self._server_ip)
 
     @property
+    def transport(self) -> asyncio.DatagramTransport | None:
+        """The socket's transport once bound (its ``socket`` extra carries the options)."""
+        return self._transport
+
+    @property
     def in_flight(self) -> int:
         """Requests being worked on now."""
         return len(self._tasks)
