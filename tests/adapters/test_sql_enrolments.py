@@ -79,6 +79,17 @@ def _remove_database(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
+async def _versions(url: str) -> list[str]:
+    """The revisions recorded in the database at ``url`` (Alembic's version table)."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+    finally:
+        await engine.dispose()
+    return [str(row[0]) for row in rows]
+
+
 def _head_revision() -> str:
     """The newest revision shipped in mfa_radius/migrations."""
     config = alembic.config.Config()
@@ -93,15 +104,7 @@ class TestMigrate:
         """Migrating an up-to-date database again changes nothing and raises nothing."""
         await migrate(url, create=True)
         await migrate(url)
-        engine = create_async_engine(url)
-        try:
-            async with engine.connect() as conn:
-                versions = (
-                    await conn.execute(text("SELECT version_num FROM alembic_version"))
-                ).all()
-        finally:
-            await engine.dispose()
-        assert [row[0] for row in versions] == [_head_revision()]
+        assert await _versions(url) == [_head_revision()]
 
     async def test_migrated_schema_matches_table_definitions(self, url: str) -> None:
         """The revisions build exactly the tables the queries are written against."""
@@ -233,15 +236,7 @@ class TestCreate:
         url = f"sqlite+aiosqlite:///{tmp_path / 'enrolments.db'}"
         store = await SqlEnrolmentStore.open(url, keyring(KEY_1), create=True)
         await store.close()
-        engine = create_async_engine(url)
-        try:
-            async with engine.connect() as conn:
-                versions = (
-                    await conn.execute(text("SELECT version_num FROM alembic_version"))
-                ).all()
-        finally:
-            await engine.dispose()
-        assert [row[0] for row in versions] == [_head_revision()]
+        assert await _versions(url) == [_head_revision()]
 
     async def test_create_refuses_an_existing_database_and_leaves_it_as_it_was(
         self, url: str, store: SqlEnrolmentStore
